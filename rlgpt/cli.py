@@ -1,0 +1,395 @@
+"""`rlgpt run|bench|plugins|report|serve`: the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import typing
+import uuid
+from dataclasses import MISSING, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from rlgpt import plugins
+from rlgpt.checkpoint import CheckpointerUnavailable, open_checkpointer
+from rlgpt.envs.base import UnknownTaskError
+from rlgpt.graph.context import ConfigError, Context
+from rlgpt.logging import configure_logging, get_logger
+from rlgpt.plugins import PluginNotFoundError
+
+console = Console(stderr=True)
+log = get_logger("cli")
+
+
+def _add_context_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per Context field (`--rl-timesteps 5000`), its help text the field description."""
+    hints = typing.get_type_hints(Context)
+    group = parser.add_argument_group("run settings (also settable in a TOML file)")
+    for f in fields(Context):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata.get('description', '')} (default: {f.default!r})"
+        hint = hints[f.name]
+        if hint is bool:
+            group.add_argument(
+                flag, dest=f.name, action=argparse.BooleanOptionalAction, help=help_text
+            )
+        elif typing.get_origin(hint) is typing.Literal:
+            group.add_argument(flag, dest=f.name, choices=typing.get_args(hint), help=help_text)
+        else:
+            kind = hint if hint in (int, float, str) else str
+            group.add_argument(flag, dest=f.name, type=kind, help=help_text)
+        if f.default is MISSING:
+            raise TypeError(f"Context field {f.name} needs a default")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rlgpt", description=__doc__)
+    parser.add_argument(
+        "--json-logs", action="store_true", help="Log JSON lines even on a terminal."
+    )
+    parser.add_argument("--log-level", default="INFO", help="Log level (default INFO).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="Run the planner/coder/RL/critic loop on a task.")
+    run.add_argument("--task", help="Task name, e.g. crafter:make_wood_pickaxe.")
+    run.add_argument("--config", type=Path, help="TOML file with run settings (and `task`).")
+    run.add_argument("--resume", metavar="THREAD_ID", help="Resume a run from its last checkpoint.")
+    run.add_argument(
+        "--checkpointer",
+        metavar="PATH_OR_URL",
+        help="SQLite file or postgresql:// URL for checkpoints "
+        "(default: <runs-dir>/checkpoints.sqlite; Postgres needs the `postgres` extra).",
+    )
+    run.add_argument(
+        "--answer",
+        metavar="JSON",
+        help='Answer to a paused review, e.g. \'{"action": "approve"}\' (with --resume).',
+    )
+    _add_context_flags(run)
+
+    sub.add_parser("plugins", help="List installed node, env and model plugins.")
+    sub.add_parser("tasks", help="List the tasks of every installed environment.")
+
+    report = sub.add_parser("report", help="Rewrite a run's report from its metrics.json.")
+    report.add_argument("run_dir", type=Path)
+
+    serve = sub.add_parser("serve", help="Serve the graph with `langgraph dev` on 127.0.0.1.")
+    serve.add_argument("--port", type=int, default=2024)
+    serve.add_argument("--config", type=Path, default=Path("langgraph.json"))
+    serve.add_argument(
+        "--jobs", type=int, default=4, help="Runs the server executes at once (default 4)."
+    )
+    serve.add_argument(
+        "--reload",
+        action="store_true",
+        help="Restart on file changes (files a run writes under the working directory "
+        "restart it too).",
+    )
+
+    from rlgpt.bench import add_bench_arguments
+
+    bench = sub.add_parser(
+        "bench", help="Run benchmark suites (throughput, learning); results in bench/results/."
+    )
+    add_bench_arguments(bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `rlgpt` command."""
+    args = _parser().parse_args(argv)
+    configure_logging(args.log_level, json=True if args.json_logs else None)
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "plugins":
+            return cmd_plugins()
+        if args.command == "tasks":
+            return cmd_tasks()
+        if args.command == "report":
+            from rlgpt.report import regenerate
+
+            console.print(f"report: {regenerate(args.run_dir)}")
+            return 0
+        if args.command == "bench":
+            from rlgpt.bench import run_bench
+
+            return run_bench(args)
+        if args.command == "serve":
+            return cmd_serve(args.port, args.config, jobs=args.jobs, reload=args.reload)
+    except (
+        ConfigError,
+        UnknownTaskError,
+        PluginNotFoundError,
+        FileNotFoundError,
+        CheckpointerUnavailable,
+    ) as exc:
+        console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        return 2
+    return 1
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        name: getattr(args, name)
+        for name in Context.field_names()
+        if getattr(args, name, None) is not None
+    }
+
+
+def _new_run_id(task: str) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{task.split(':')[-1][:24]}-{uuid.uuid4().hex[:4]}"
+
+
+def resolve_run(args: argparse.Namespace) -> tuple[str, str | None, Context]:
+    """(thread id, task or None when resuming, context) from flags, a TOML file or a saved run."""
+    overrides = _overrides(args)
+    if args.resume:
+        runs_dir = Path(overrides.get("runs_dir", Context().runs_dir))
+        saved = runs_dir / args.resume / "context.json"
+        if not saved.exists():
+            raise FileNotFoundError(f"no run {args.resume!r} under {runs_dir} (missing {saved})")
+        ctx = Context.from_mapping({**json.loads(saved.read_text()), **overrides})
+        return args.resume, None, ctx
+    task = args.task
+    if args.config:
+        ctx = Context.from_toml(args.config, overrides)
+        if task is None:
+            import tomllib
+
+            data = tomllib.loads(args.config.read_text())
+            task = data.get("run", data).get("task")
+    else:
+        ctx = Context.from_mapping(overrides)
+    if not task:
+        raise ConfigError(
+            "no task: pass --task (e.g. crafter:collect_wood) or set `task` in --config"
+        )
+    from rlgpt.nodes.common import env_adapter
+
+    env_adapter(ctx.env).task(task)
+    return _new_run_id(task), task, ctx
+
+
+class RunProgress:
+    """Rich progress: the current node, and one bar per RL training job fed by custom events."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self.node = self.progress.add_task("starting", total=None)
+        self.jobs: dict[str, Any] = {}
+
+    def __enter__(self) -> RunProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(None, None, None)
+
+    def handle(self, mode: str, chunk: Any) -> None:
+        """Update from one streamed (mode, chunk) pair."""
+        if mode == "updates":
+            for node, update in chunk.items():
+                self.progress.update(self.node, description=f"finished [bold]{node}[/]")
+                if node == "critic" and update and update.get("verdicts"):
+                    verdict = update["verdicts"][-1]
+                    ev = (update.get("evaluations") or [{}])[-1]
+                    console.print(
+                        f"critic: task success {ev.get('task_success_rate', 0):.0%} -> "
+                        f"{verdict['route']} ({verdict['source']})"
+                    )
+        elif mode == "custom" and isinstance(chunk, dict) and chunk.get("event") == "rl_progress":
+            key = str(chunk.get("policy", "policy"))
+            if key not in self.jobs:
+                self.jobs[key] = self.progress.add_task(f"RL {key}", total=chunk.get("budget"))
+            desc = (
+                f"RL {key}: {chunk.get('env_steps', 0):,}/{chunk.get('budget', 0):,} env steps, "
+                f"success {chunk.get('success_rate', 0):.0%}"
+            )
+            self.progress.update(
+                self.jobs[key], completed=chunk.get("env_steps", 0), description=desc
+            )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run (or resume) the graph with a SQLite (default) or Postgres checkpointer, streaming."""
+    from langchain_core.runnables import RunnableConfig
+    from langgraph.types import Command
+
+    from rlgpt.graph.builder import builder
+    from rlgpt.graph.state import InputState
+    from rlgpt.report import atomic_write_text
+
+    thread_id, task, ctx = resolve_run(args)
+    runs_dir = Path(ctx.runs_dir)
+    run_dir = runs_dir / thread_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "context.json", json.dumps(ctx.as_dict(), indent=2))
+    config: RunnableConfig = {"configurable": {"thread_id": thread_id}, "recursion_limit": 200}
+    target = args.checkpointer or str(runs_dir / "checkpoints.sqlite")
+    with open_checkpointer(target) as saver:
+        graph = builder.compile(checkpointer=saver)
+        if task is None and not graph.get_state(config).next:
+            console.print(f"run {thread_id} has already finished; nothing to resume")
+            return 0
+        console.print(f"run [bold]{thread_id}[/] ({'resumed' if task is None else task})")
+        inputs: InputState | Command[Any] | None = None if task is None else InputState(task=task)
+        answers = [json.loads(args.answer)] if args.answer else []
+        try:
+            while True:
+                with RunProgress() as progress:
+                    for mode, chunk in graph.stream(
+                        inputs, config, context=ctx, stream_mode=["updates", "custom"]
+                    ):
+                        progress.handle(mode, chunk)
+                pending = graph.get_state(config).interrupts
+                if not pending:
+                    break
+                answer = answers.pop(0) if answers else ask_reviewer(pending[0].value)
+                if answer is None:
+                    console.print(
+                        f"run {thread_id} is paused for review: {json.dumps(pending[0].value)}\n"
+                        f"resume with: rlgpt run --resume {thread_id} --answer '<json>'",
+                        soft_wrap=True,
+                    )
+                    return 3
+                inputs = Command(resume=answer)
+        except KeyboardInterrupt:
+            console.print(f"interrupted; resume with: rlgpt run --resume {thread_id}")
+            return 130
+        values = graph.get_state(config).values
+    evaluations = values.get("evaluations", [])
+    success = evaluations[-1]["task_success_rate"] if evaluations else 0.0
+    console.print(f"task success {success:.0%}; report: {values.get('report_path')}")
+    return 0
+
+
+def ask_reviewer(payload: dict[str, Any]) -> Any:
+    """Ask on the terminal; None when there is no terminal to ask on."""
+    if not sys.stdin.isatty():
+        return None
+    console.print_json(data=payload)
+    if payload.get("kind") == "approve_rl":
+        budget = console.input(
+            "approve these RL jobs? [Enter = yes, a number = new budget, n = skip] "
+        )
+        if budget.strip().lower() == "n":
+            return {"action": "skip"}
+        return (
+            {"action": "approve", "timesteps": int(budget)}
+            if budget.strip()
+            else {"action": "approve"}
+        )
+    choice = console.input("plan: [Enter = approve, r = reject with feedback, or JSON answer] ")
+    if not choice.strip():
+        return {"action": "approve"}
+    if choice.strip().lower() == "r":
+        return {"action": "reject", "feedback": console.input("feedback: ")}
+    return json.loads(choice)
+
+
+def cmd_plugins() -> int:
+    """Print every installed plugin by group."""
+    table = Table("group", "name", "source")
+    for registry in (plugins.nodes, plugins.envs, plugins.llms):
+        for name, source in registry.describe().items():
+            table.add_row(registry.group, name, source)
+    Console().print(table)
+    return 0
+
+
+def cmd_tasks() -> int:
+    """Print the tasks of every installed environment that can be loaded here."""
+    from rlgpt.nodes.common import env_adapter
+
+    out = Console()
+    for name in plugins.envs.names():
+        try:
+            tasks = env_adapter(name).tasks()
+        except Exception as exc:  # an optional env without its simulator still lists itself
+            out.print(f"{name}: unavailable ({exc})", soft_wrap=True)
+            continue
+        out.print(f"{name}: {' '.join(tasks)}", soft_wrap=True)
+    return 0
+
+
+def serve_env() -> dict[str, str]:
+    """The environment for `langgraph dev`: no analytics, no version check, no tracing."""
+    return {
+        **os.environ,
+        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+        "LANGGRAPH_NO_VERSION_CHECK": "true",
+        "LANGSMITH_TRACING": "false",
+    }
+
+
+def serve_command(port: int, config: Path, jobs: int = 4, reload: bool = False) -> list[str]:
+    """The `langgraph dev` command line, bound to 127.0.0.1.
+
+    `langgraph dev` runs one run at a time unless told otherwise, and by default restarts
+    on any file change under its working directory, which includes what runs write.
+    """
+    exe = Path(sys.executable).with_name("langgraph")
+    return [
+        str(exe),
+        "dev",
+        "--no-browser",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--config",
+        str(config),
+        "--allow-blocking",
+        "--n-jobs-per-worker",
+        str(jobs),
+        *([] if reload else ["--no-reload"]),
+    ]
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def cmd_serve(port: int, config: Path, jobs: int = 4, reload: bool = False) -> int:
+    """Run `langgraph dev` in the foreground until Ctrl-C."""
+    if not config.exists():
+        raise FileNotFoundError(f"{config} not found (run from the project root or pass --config)")
+    if not _port_free(port):
+        # `langgraph dev` would silently move to a random port and the URL below would be wrong.
+        raise ConfigError(f"port {port} on 127.0.0.1 is in use; pass --port")
+    console.print(
+        f"serving on http://127.0.0.1:{port}; Studio: "
+        f"https://smith.langchain.com/studio/?baseUrl=http://127.0.0.1:{port}"
+    )
+    try:
+        return subprocess.call(serve_command(port, config, jobs, reload), env=serve_env())
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

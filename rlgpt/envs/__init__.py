@@ -1,0 +1,1 @@
+"""Environment adapters (Crafter by default) and the skill API."""

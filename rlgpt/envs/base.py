@@ -1,0 +1,129 @@
+"""The environment-adapter protocol, task predicates and the skill-API description."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import gymnasium as gym
+from pydantic import BaseModel, Field
+
+
+class UnknownTaskError(ValueError):
+    """Raised for a task name the environment does not define; lists the valid ones."""
+
+    def __init__(self, task: str, valid: list[str]) -> None:
+        super().__init__(f"unknown task {task!r}; valid tasks: {', '.join(valid)}")
+        self.task = task
+        self.valid = valid
+
+
+class Predicate(BaseModel):
+    """A success condition checked on the env's `info` after every step.
+
+    `achievement`: the named achievement has been unlocked this episode.
+    `inventory`: the inventory holds at least `at_least` of `item`.
+    """
+
+    kind: Literal["achievement", "inventory"] = Field(
+        description="What is checked: an unlocked achievement or an inventory count."
+    )
+    name: str = Field(description="Achievement name (kind=achievement) or item name (inventory).")
+    at_least: int = Field(default=1, ge=1, le=99, description="Inventory count needed.")
+
+    def holds(self, info: Mapping[str, Any]) -> bool:
+        """True when the condition is met by a step's `info` dict."""
+        if self.kind == "achievement":
+            return int(info.get("achievements", {}).get(self.name, 0)) > 0
+        return int(info.get("inventory", {}).get(self.name, 0)) >= self.at_least
+
+    def describe(self) -> str:
+        """A short human-readable form, used in prompts and reports."""
+        if self.kind == "achievement":
+            return f"achievement {self.name} unlocked"
+        return f"inventory {self.name} >= {self.at_least}"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A named task: its success predicate(s) and whether it is the all-achievements score."""
+
+    name: str
+    env: str
+    predicates: tuple[Predicate, ...]
+    description: str
+    score: bool = False
+
+    def solved(self, info: Mapping[str, Any]) -> bool:
+        """True when every predicate holds (never true for the open-ended score task)."""
+        return not self.score and all(p.holds(info) for p in self.predicates)
+
+
+@dataclass(frozen=True)
+class SkillParam:
+    """One parameter of a skill: its Python type name and, where finite, its allowed values."""
+
+    name: str
+    type: Literal["str", "int"]
+    choices: tuple[str, ...] = ()
+    default: str | int | None = None
+
+
+@dataclass(frozen=True)
+class SkillSpec:
+    """The description of one skill-API method: used for prompts, grammars and static checks."""
+
+    name: str
+    params: tuple[SkillParam, ...]
+    returns: Literal["bool", "int", "dict", "list", "tuple", "str", "None"]
+    doc: str
+    kind: Literal["perception", "navigation", "interaction"]
+    steps_env: bool = field(default=False)
+
+
+class OptionInterrupted(BaseException):
+    """Raised inside a running code action when its episode ends or its step budget is spent.
+
+    It derives from BaseException so that generated code cannot swallow it with
+    `except Exception`.
+    """
+
+    def __init__(self, reason: Literal["episode_end", "step_budget", "time_budget"]) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@runtime_checkable
+class EnvAdapter(Protocol):
+    """What an environment plugin provides (entry point group `rlgpt.envs`)."""
+
+    name: str
+
+    def tasks(self) -> list[str]:
+        """All task names, e.g. `crafter:collect_wood`."""
+        ...
+
+    def task(self, name: str) -> TaskSpec:
+        """The task of that name; raises UnknownTaskError listing the valid names."""
+        ...
+
+    def primitive_actions(self) -> list[str]:
+        """Names of the primitive actions, in the env's action-index order."""
+        ...
+
+    def make_env(self, config: Any) -> gym.Env[Any, Any]:
+        """A Gymnasium env built from the adapter's own config dataclass."""
+        ...
+
+    def manual(self) -> str:
+        """A short game manual generated from the env's own rules (for the planner/coder)."""
+        ...
+
+    def skill_specs(self) -> list[SkillSpec]:
+        """The skill API that code actions may call."""
+        ...
+
+    def vocabulary(self) -> dict[str, list[str]]:
+        """Names code may mention, by kind: targets, items, achievements, ..."""
+        ...

@@ -1,0 +1,550 @@
+"""Crafter as a Gymnasium env with symbolic observations, task rewards and a skill-API adapter."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+import crafter
+import gymnasium as gym
+import numpy as np
+from crafter import constants, objects
+
+from rlgpt.envs.base import Predicate, SkillSpec, TaskSpec, UnknownTaskError
+from rlgpt.envs.crafter_worldgen import generate_world
+
+ACTIONS: list[str] = list(constants.actions)
+MATERIALS: list[str] = list(constants.materials)
+ITEMS: list[str] = list(constants.items)
+ACHIEVEMENTS: list[str] = list(constants.achievements)
+CREATURES: list[str] = ["cow", "zombie", "skeleton", "arrow", "plant"]
+# Same ids as crafter's own semantic map: 0 = outside the world, then materials, then objects.
+ID_TO_NAME: list[str] = ["none", *MATERIALS, "player", *CREATURES]
+NAME_TO_ID: dict[str, int] = {name: i for i, name in enumerate(ID_TO_NAME)}
+OBJECT_IDS: dict[type, int] = {
+    objects.Player: NAME_TO_ID["player"],
+    objects.Cow: NAME_TO_ID["cow"],
+    objects.Zombie: NAME_TO_ID["zombie"],
+    objects.Skeleton: NAME_TO_ID["skeleton"],
+    objects.Arrow: NAME_TO_ID["arrow"],
+    objects.Plant: NAME_TO_ID["plant"],
+}
+STATUS_ITEMS: tuple[str, ...] = ("health", "food", "drink", "energy")
+DIRECTIONS: dict[tuple[int, int], str] = {
+    (-1, 0): "left",
+    (1, 0): "right",
+    (0, -1): "up",
+    (0, 1): "down",
+}
+VIEW: tuple[int, int] = (9, 7)  # crafter's local view: 9 wide, 7 high (two rows show items)
+SCORE_TASK = "crafter:score"
+
+
+def _described(default: Any, description: str) -> Any:
+    return field(default=default, metadata={"description": description})
+
+
+@dataclass(frozen=True)
+class CrafterConfig:
+    """Settings of one Crafter env."""
+
+    task: str = _described(SCORE_TASK, "Task name: crafter:<achievement> or crafter:score.")
+    observation: Literal["symbolic", "pixels"] = _described(
+        "symbolic", "'symbolic': flat one-hot local view + inventory; 'pixels': RGB image."
+    )
+    pixel_size: int = _described(64, "Side of the square RGB observation / render, in pixels.")
+    episode_length: int = _described(10000, "Steps after which the episode is truncated.")
+    privileged: bool = _described(
+        False, "Allow full_map() (the whole world's semantics) for skills; off = only seen cells."
+    )
+    terminate_on_success: bool = _described(
+        True, "End the episode (terminated) once an achievement task is solved."
+    )
+    shaping: tuple[tuple[str, float], ...] = _described(
+        (), "(inventory item, reward per unit gained); each unit is paid once per episode."
+    )
+    area: tuple[int, int] = _described((64, 64), "World size in cells (crafter's default 64x64).")
+
+    def __post_init__(self) -> None:
+        if self.observation not in ("symbolic", "pixels"):
+            raise ValueError(
+                f"observation must be 'symbolic' or 'pixels', not {self.observation!r}"
+            )
+        if self.pixel_size < 9:
+            raise ValueError("pixel_size must be at least 9")
+        if self.episode_length < 1:
+            raise ValueError("episode_length must be positive")
+        for item, _ in self.shaping:
+            if item not in ITEMS:
+                raise ValueError(f"shaping item {item!r} is not an inventory item: {ITEMS}")
+
+
+def task_specs() -> dict[str, TaskSpec]:
+    """All Crafter tasks: one per achievement plus the score task."""
+    specs = {
+        f"crafter:{a}": TaskSpec(
+            name=f"crafter:{a}",
+            env="crafter",
+            predicates=(Predicate(kind="achievement", name=a),),
+            description=f"Unlock the achievement {a} (reward +1 the first time).",
+        )
+        for a in ACHIEVEMENTS
+    }
+    specs[SCORE_TASK] = TaskSpec(
+        name=SCORE_TASK,
+        env="crafter",
+        predicates=(),
+        description="Unlock as many of the 22 achievements as possible (Crafter's native reward).",
+        score=True,
+    )
+    return specs
+
+
+_TASKS = task_specs()
+
+
+def get_task(name: str) -> TaskSpec:
+    """The task of that name; raises UnknownTaskError listing the valid names."""
+    if name not in _TASKS:
+        raise UnknownTaskError(name, list(_TASKS))
+    return _TASKS[name]
+
+
+class CrafterEnv(gym.Env[np.ndarray, np.int64]):
+    """Crafter with a cheap step: no rendering unless pixels are observed or `render()` is called.
+
+    The step logic follows `crafter.Env.step` (object updates near the player, chunk
+    balancing every 10 steps, native reward) on crafter's own World and objects. Rendering
+    uses its own random stream, so rendering never changes the world's dynamics.
+    Positions are world coordinates `(x, y)`; arrays over the world are indexed `[x, y]`.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}  # noqa: RUF012 - gymnasium API
+
+    def __init__(
+        self, config: CrafterConfig | None = None, render_mode: str | None = "rgb_array"
+    ) -> None:
+        """Build the env; raises UnknownTaskError for an unknown task."""
+        self.config = config or CrafterConfig()
+        self.task = get_task(self.config.task)
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', not {render_mode!r}")
+        self.render_mode = render_mode
+        size = (self.config.pixel_size, self.config.pixel_size)
+        self._game = crafter.Env(
+            area=self.config.area, view=(9, 9), size=size, length=self.config.episode_length
+        )
+        self._world = self._game._world
+        if [self._world._mat_names[i] for i in range(1, len(MATERIALS) + 1)] != MATERIALS:
+            raise RuntimeError("crafter's material ids differ from the ones this env expects")
+        self.id_to_name: list[str] = list(ID_TO_NAME)
+        self.name_to_id: dict[str, int] = dict(NAME_TO_ID)
+        self.action_space = gym.spaces.Discrete(len(ACTIONS))
+        self._n_channels = len(ID_TO_NAME) - 1
+        if self.config.observation == "pixels":
+            self.observation_space = gym.spaces.Box(0, 255, (*size, 3), np.uint8)
+        else:
+            n = VIEW[0] * VIEW[1] * self._n_channels + len(ITEMS) + len(DIRECTIONS)
+            self.observation_space = gym.spaces.Box(0.0, 1.0, (n,), np.float32)
+        self._seed: int | None = None
+        self._episode = 0
+        self._player: objects.Player | None = None
+        self._render_rng = np.random.RandomState(0)
+        self._steps = 0
+        self._last_health = 0
+        self._unlocked: set[str] = set()
+        self._task_done = False
+        self._shaping_max: dict[str, int] = {}
+        self._view_cache: tuple[np.ndarray, np.ndarray] | None = None
+        from rlgpt.envs.skills.memory import MemoryMap  # the skills package imports this module
+
+        self._memory = MemoryMap(self.area)
+
+    # ----------------------------------------------------------------- gym API
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start an episode; the world follows from (seed, episode index) as in crafter.
+
+        `reset(seed=s)` builds the same world as `crafter.Env(seed=s).reset()`; later
+        resets without a seed continue that seed's sequence of worlds.
+        """
+        super().reset(seed=seed)
+        if seed is not None:
+            self._seed, self._episode = int(seed), 0
+        elif self._seed is None:
+            self._seed = int(self.np_random.integers(0, 2**31 - 1))
+        self._episode += 1
+        world = self._world
+        world.reset(seed=hash((self._seed, self._episode)) % (2**31 - 1))
+        self._steps = 0
+        self._game._step = 0
+        self._game._update_time()
+        center = (world.area[0] // 2, world.area[1] // 2)
+        player = objects.Player(world, center)
+        world.add(player)
+        generate_world(world, player)
+        self._player = player
+        self._game._player = player
+        self._last_health = player.health
+        self._unlocked = set()
+        self._task_done = False
+        self._shaping_max = {item: int(player.inventory[item]) for item, _ in self.config.shaping}
+        self._render_rng = np.random.RandomState(self._seed % (2**31 - 1))
+        self._view_cache = None
+        self._memory.reset()
+        self._update_memory()
+        return self._obs(), self._info(False)
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Advance one step; terminated = death or solved task, truncated = time limit."""
+        player = self._require_player()
+        index = int(action)
+        if not 0 <= index < len(ACTIONS):
+            raise ValueError(f"action {action!r} outside 0..{len(ACTIONS) - 1}")
+        self._steps += 1
+        self._game._step = self._steps
+        self._game._update_time()
+        player.action = ACTIONS[index]
+        reach = 2 * 9  # crafter updates objects within 2 * max(view) of the player
+        for obj in self._world.objects:
+            px, py = player.pos
+            ox, oy = obj.pos
+            if abs(int(ox) - int(px)) + abs(int(oy) - int(py)) < reach:
+                obj.update()
+        if self._steps % 10 == 0:
+            for chunk, objs in self._world.chunks.items():
+                self._balance_chunk(chunk, objs)
+        self._view_cache = None
+        health = player.health
+        native = (health - self._last_health) / 10
+        self._last_health = health
+        new = {n for n, c in player.achievements.items() if c > 0 and n not in self._unlocked}
+        if new:
+            self._unlocked |= new
+            native += 1.0
+        if self.task.score:
+            reward = float(native)
+            solved = False
+        else:
+            reward = 0.0
+            if not self._task_done and self.task.solved({"achievements": player.achievements}):
+                self._task_done = True
+                reward += 1.0
+            solved = self._task_done
+            for item, weight in self.config.shaping:
+                count = int(player.inventory[item])
+                if count > self._shaping_max[item]:
+                    reward += weight * (count - self._shaping_max[item])
+                    self._shaping_max[item] = count
+        dead = player.health <= 0
+        terminated = bool(dead or (solved and self.config.terminate_on_success))
+        truncated = bool(not terminated and self._steps >= self.config.episode_length)
+        self._update_memory()
+        info = self._info(dead)
+        info["new_achievements"] = sorted(new)
+        return self._obs(), reward, terminated, truncated, info
+
+    def render(self) -> np.ndarray:
+        """The RGB frame crafter shows (local view + inventory), `(pixel_size, pixel_size, 3)`."""
+        self._require_player()
+        world = self._world
+        # crafter's night noise draws from the world's random stream; give it a private one
+        # so that rendering (or not) leaves the world's dynamics unchanged.
+        saved, world.random = world.random, self._render_rng
+        try:
+            frame = self._game.render()
+        finally:
+            world.random = saved
+        return np.asarray(frame, dtype=np.uint8)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    # ---------------------------------------------------------------- accessors
+    @property
+    def action_names(self) -> list[str]:
+        """Names of the primitive actions in index order."""
+        return list(ACTIONS)
+
+    @property
+    def player(self) -> objects.Player:
+        """The underlying crafter Player object (for tests and diagnostics)."""
+        return self._require_player()
+
+    @property
+    def player_pos(self) -> tuple[int, int]:
+        """The player's world position `(x, y)`."""
+        pos = self._require_player().pos
+        return int(pos[0]), int(pos[1])
+
+    @property
+    def facing(self) -> tuple[int, int]:
+        """The direction `(dx, dy)` the player faces; `(0, -1)` is up."""
+        f = self._require_player().facing
+        return int(f[0]), int(f[1])
+
+    @property
+    def inventory(self) -> dict[str, int]:
+        """A copy of the inventory (includes health, food, drink and energy)."""
+        return {k: int(v) for k, v in self._require_player().inventory.items()}
+
+    @property
+    def achievements(self) -> dict[str, int]:
+        """A copy of the achievement counters of this episode."""
+        return {k: int(v) for k, v in self._require_player().achievements.items()}
+
+    @property
+    def status(self) -> dict[str, int]:
+        """Health, food, drink and energy."""
+        inv = self._require_player().inventory
+        return {k: int(inv[k]) for k in STATUS_ITEMS}
+
+    @property
+    def sleeping(self) -> bool:
+        """Whether the player sleeps (actions are ignored until it wakes)."""
+        return bool(self._require_player().sleeping)
+
+    @property
+    def area(self) -> tuple[int, int]:
+        """World size `(width, height)`."""
+        return int(self._world.area[0]), int(self._world.area[1])
+
+    @property
+    def episode_steps(self) -> int:
+        """Steps taken in the current episode."""
+        return self._steps
+
+    @property
+    def privileged(self) -> bool:
+        """Whether full_map() is allowed."""
+        return self.config.privileged
+
+    def local_layers(self) -> tuple[np.ndarray, np.ndarray]:
+        """Material ids and object ids (0 = none) of the 9x7 view, each shaped (9, 7), `[x, y]`.
+
+        Cell `[i, j]` is world cell `(px + i - 4, py + j - 3)`; cells outside the world are 0.
+        Do not modify the returned arrays.
+        """
+        if self._view_cache is None:
+            player = self._require_player()
+            px, py = int(player.pos[0]), int(player.pos[1])
+            w, h = self._world.area
+            x0, y0 = px - VIEW[0] // 2, py - VIEW[1] // 2
+            ax0, ax1, ay0, ay1 = max(x0, 0), min(x0 + VIEW[0], w), max(y0, 0), min(y0 + VIEW[1], h)
+            mats = np.zeros(VIEW, np.int16)
+            objs = np.zeros(VIEW, np.int16)
+            mats[ax0 - x0 : ax1 - x0, ay0 - y0 : ay1 - y0] = self._world._mat_map[ax0:ax1, ay0:ay1]
+            region = self._world._obj_map[ax0:ax1, ay0:ay1]
+            all_objects = self._world._objects
+            for i, j in zip(*np.nonzero(region), strict=True):
+                obj = all_objects[region[i, j]]
+                objs[ax0 - x0 + i, ay0 - y0 + j] = OBJECT_IDS.get(type(obj), 0)
+            self._view_cache = (mats, objs)
+        return self._view_cache
+
+    def local_view(self) -> np.ndarray:
+        """Semantic ids (names in `id_to_name`) of the 9x7 view, shape (9, 7), indexed `[x, y]`.
+
+        An object (player, creature, plant) hides the material under it, as on screen.
+        """
+        mats, objs = self.local_layers()
+        return np.where(objs > 0, objs, mats)
+
+    def facing_name(self) -> str:
+        """The name of what is in the facing cell ('none' outside the world)."""
+        mats, objs = self.local_layers()
+        fx, fy = self.facing
+        i, j = VIEW[0] // 2 + fx, VIEW[1] // 2 + fy
+        return ID_TO_NAME[int(objs[i, j] or mats[i, j])]
+
+    def full_map(self) -> tuple[np.ndarray, np.ndarray]:
+        """Material and object ids of the whole world, `[x, y]`; only when privileged.
+
+        Raises:
+            PermissionError: when the env was not built with `privileged=True`.
+        """
+        if not self.config.privileged:
+            raise PermissionError(
+                "full_map() needs CrafterConfig(privileged=True); by default skills see only "
+                "the cells the agent has seen"
+            )
+        self._require_player()
+        mats = self._world._mat_map.astype(np.int16)
+        objs = np.zeros_like(mats)
+        for obj in self._world.objects:
+            objs[int(obj.pos[0]), int(obj.pos[1])] = OBJECT_IDS.get(type(obj), 0)
+        return mats, objs
+
+    @property
+    def memory(self) -> Any:
+        """The map of what the agent has seen this episode (a `MemoryMap`).
+
+        It is built only from the 9x7 views of this episode, updated after every reset and step
+        whoever takes the step (a policy's primitive action or a code action).
+        """
+        return self._memory
+
+    # ----------------------------------------------------------------- helpers
+    def _balance_chunk(self, chunk: tuple[int, int, int, int], objs: set[Any]) -> None:
+        """Spawn/despawn creatures in one chunk with crafter's rates (see crafter.Env)."""
+        world, player = self._world, self._require_player()
+        light = world.daylight
+        self._balance(
+            chunk, objs, objects.Zombie, "grass", 6, 0, 0.3, 0.4,
+            lambda pos: objects.Zombie(world, pos, player),
+            lambda space: (0 if space < 50 else 3.5 - 3 * light, 3.5 - 3 * light),
+        )  # fmt: skip
+        self._balance(
+            chunk, objs, objects.Skeleton, "path", 7, 7, 0.1, 0.1,
+            lambda pos: objects.Skeleton(world, pos, player),
+            lambda space: (0 if space < 6 else 1, 2),
+        )  # fmt: skip
+        self._balance(
+            chunk, objs, objects.Cow, "grass", 5, 5, 0.01, 0.1,
+            lambda pos: objects.Cow(world, pos),
+            lambda space: (0 if space < 30 else 1, 1.5 + light),
+        )  # fmt: skip
+
+    def _balance(
+        self,
+        chunk: tuple[int, int, int, int],
+        objs: set[Any],
+        cls: type,
+        material: str,
+        spawn_dist: int,
+        despawn_dist: int,
+        spawn_prob: float,
+        despawn_prob: float,
+        ctor: Any,
+        target_fn: Any,
+    ) -> None:
+        xmin, _, ymin, _ = chunk
+        world, player = self._world, self._require_player()
+        random = world.random
+        # crafter iterates a set of objects (order depends on memory addresses); sorting by
+        # position keeps episodes reproducible from the seed.
+        creatures: list[Any] = [obj for obj in objs if isinstance(obj, cls)]
+        creatures.sort(key=lambda obj: (int(obj.pos[0]), int(obj.pos[1])))
+        mask = world.mask(*chunk, material)
+        target_min, target_max = target_fn(mask.sum())
+        if len(creatures) < int(target_min) and random.uniform() < spawn_prob:
+            xs, ys = np.nonzero(mask)
+            i = random.randint(0, len(xs))
+            pos = np.array((xs[i] + xmin, ys[i] + ymin))
+            empty = world[pos][1] is None
+            away = player.distance(pos) >= spawn_dist
+            if empty and away:
+                world.add(ctor(pos))
+        elif len(creatures) > int(target_max) and random.uniform() < despawn_prob:
+            obj = creatures[random.randint(0, len(creatures))]
+            if player.distance(obj.pos) >= despawn_dist:
+                world.remove(obj)
+
+    def _require_player(self) -> objects.Player:
+        if self._player is None:
+            raise RuntimeError("call reset() before using the env")
+        return self._player
+
+    def _update_memory(self) -> None:
+        mats, objs = self.local_layers()
+        self._memory.update(self.player_pos, mats, objs)
+
+    def _obs(self) -> np.ndarray:
+        if self.config.observation == "pixels":
+            return self.render()
+        player = self._require_player()
+        ids = self.local_view().reshape(-1)
+        n_cells = ids.size
+        grid = np.zeros((n_cells, self._n_channels), np.float32)
+        known = ids > 0
+        grid[np.nonzero(known)[0], ids[known] - 1] = 1.0
+        inv = np.fromiter((player.inventory[k] for k in ITEMS), dtype=np.float32, count=len(ITEMS))
+        facing = np.zeros(len(DIRECTIONS), np.float32)
+        facing[list(DIRECTIONS).index(self.facing)] = 1.0
+        return np.concatenate([grid.reshape(-1), inv / 9.0, facing])
+
+    def _info(self, dead: bool) -> dict[str, Any]:
+        player = self._require_player()
+        return {
+            "inventory": self.inventory,
+            "achievements": self.achievements,
+            "discount": 1.0 - float(dead),
+            "player_pos": self.player_pos,
+            "task_success": self._task_done,
+            "env_steps": 1,
+            "health": int(player.health),
+        }
+
+
+def _config_from(config: Any) -> CrafterConfig:
+    if config is None:
+        return CrafterConfig()
+    if isinstance(config, CrafterConfig):
+        return config
+    if isinstance(config, Mapping):
+        known = {f.name for f in fields(CrafterConfig)}
+        unknown = set(config) - known
+        if unknown:
+            raise ValueError(
+                f"unknown CrafterConfig fields {sorted(unknown)}; known: {sorted(known)}"
+            )
+        values = dict(config)
+        if "shaping" in values:
+            values["shaping"] = tuple((str(k), float(v)) for k, v in values["shaping"])
+        if "area" in values:
+            values["area"] = tuple(values["area"])
+        return CrafterConfig(**values)
+    raise TypeError(f"expected CrafterConfig, a mapping or None, got {type(config).__name__}")
+
+
+class CrafterAdapter:
+    """The Crafter plugin (entry point `rlgpt.envs: crafter`)."""
+
+    name = "crafter"
+    config_class = CrafterConfig
+
+    def tasks(self) -> list[str]:
+        """All task names: `crafter:<achievement>` for the 22 achievements and `crafter:score`."""
+        return list(_TASKS)
+
+    def task(self, name: str) -> TaskSpec:
+        """The task of that name; raises UnknownTaskError listing the valid names."""
+        return get_task(name)
+
+    def primitive_actions(self) -> list[str]:
+        """Crafter's 17 actions in index order."""
+        return list(ACTIONS)
+
+    def make_env(self, config: Any = None) -> CrafterEnv:
+        """A CrafterEnv from a CrafterConfig (or a mapping of its fields, or None = defaults)."""
+        return CrafterEnv(_config_from(config))
+
+    def manual(self) -> str:
+        """The game manual generated from crafter's data.yaml."""
+        from rlgpt.envs.manual import game_manual
+
+        return game_manual()
+
+    def skill_specs(self) -> list[SkillSpec]:
+        """The skill API that code actions may call."""
+        from rlgpt.envs.skills.api import skill_specs
+
+        return skill_specs()
+
+    def vocabulary(self) -> dict[str, list[str]]:
+        """Names code may mention, by kind."""
+        return vocabulary()
+
+
+def vocabulary() -> dict[str, list[str]]:
+    """Targets, items, placeable/makeable things, achievements and actions of Crafter."""
+    return {
+        "targets": [*MATERIALS, *[c for c in CREATURES if c != "arrow"]],
+        "items": list(ITEMS),
+        "placeable": list(constants.place),
+        "makeable": list(constants.make),
+        "achievements": list(ACHIEVEMENTS),
+        "actions": list(ACTIONS),
+    }

@@ -1,0 +1,630 @@
+"""Options wrapper: primitives plus library actions (code actions, policies) as one space."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import threading
+import time
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+
+from rlgpt.envs.base import OptionInterrupted, Predicate
+from rlgpt.logging import get_logger
+from rlgpt.tools.library import ActionLibrary, LibraryEntry, LibraryError
+from rlgpt.tools.sandbox import (
+    BREACH_KINDS,
+    CodeAction,
+    CodeActionRejected,
+    SandboxLimits,
+    check_available,
+    enter_worker_mode,
+    load_code_action,
+    run_code_action,
+)
+
+log = get_logger("rlgpt.options")
+
+# Policies are loaded once per process (env workers reuse them across episodes).
+_POLICY_CACHE: dict[tuple[str, float], Any] = {}
+_CODE_CACHE: dict[tuple[str, int, float], CodeAction | CodeActionRejected] = {}
+
+
+def _recorded_maskable(file: Path) -> bool | None:
+    """Whether an SB3 zip holds a MaskablePPO policy (read from its `data`); None if unknown."""
+    try:
+        with zipfile.ZipFile(file) as archive:
+            data = json.loads(archive.read("data"))
+        module = str(data["policy_class"]["__module__"])
+    except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile):
+        return None
+    return "maskable" in module
+
+
+def load_policy(path: str | Path, algo: str = "") -> Any:
+    """Load an SB3 PPO / MaskablePPO zip on the CPU, cached per process by path and mtime.
+
+    The algorithm recorded in the zip wins over `algo` (a manifest may omit it).
+    """
+    import torch
+
+    file = Path(path)
+    key = (str(file.resolve()), file.stat().st_mtime)
+    if key not in _POLICY_CACHE:
+        torch.set_num_threads(1)
+        recorded = _recorded_maskable(file)
+        maskable = recorded if recorded is not None else algo == "maskable_ppo"
+        if maskable:
+            from sb3_contrib import MaskablePPO
+
+            _POLICY_CACHE[key] = MaskablePPO.load(file, device="cpu")
+        else:
+            from stable_baselines3 import PPO
+
+            _POLICY_CACHE[key] = PPO.load(file, device="cpu")
+    return _POLICY_CACHE[key]
+
+
+def is_maskable(model: Any) -> bool:
+    """Whether a loaded model takes action masks (MaskablePPO)."""
+    return type(model).__name__ == "MaskablePPO"
+
+
+# Imported once by the forkserver, so env and evaluation workers fork with them loaded (and
+# the forkserver never re-imports the user's `__main__`).
+WORKER_PRELOAD: tuple[str, ...] = (
+    "rlgpt.envs.options",
+    "rlgpt.envs.skills.api",
+    "rlgpt.tools.evaluate",
+    "rlgpt.tools.rl_pipeline",
+)
+
+
+def prepare_forkserver() -> None:
+    """Set the forkserver's preload list (no effect once the server runs)."""
+    multiprocessing.get_context("forkserver").set_forkserver_preload(list(WORKER_PRELOAD))
+
+
+def default_skill_names() -> list[str]:
+    """Skill names of the Crafter skill API (from the adapter's specs)."""
+    from rlgpt.envs.crafter import CrafterAdapter
+
+    return [spec.name for spec in CrafterAdapter().skill_specs()]
+
+
+_SKILL_API: list[Any] = []
+
+
+def _make_skill_api(env: Any, step: Callable[[int], Any], max_steps: int) -> Any:
+    # Imported on first use (the skill API imports the Crafter adapter), then kept.
+    if not _SKILL_API:
+        from rlgpt.envs.skills.api import SkillAPI
+
+        _SKILL_API.append(SkillAPI)
+    return _SKILL_API[0](env, step=step, max_steps=max_steps)
+
+
+class _NoStep:
+    """Step callback for `available(api)`: perception only, any env step is refused."""
+
+    def __call__(self, action: int) -> Any:
+        raise RuntimeError("available(api) may not step the environment")
+
+
+@dataclass
+class OptionResult:
+    """What one library-action call did."""
+
+    name: str
+    success: bool
+    env_steps: int
+    reward: float
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    interrupted: str | None = None
+
+
+class PredicateTask(gym.Wrapper[Any, Any, Any, Any]):
+    """Sub-task reward: +1 and termination when a predicate first holds, plus optional shaping.
+
+    The inner env's own reward is discarded, so a sub-task trains on its predicate, not on
+    Crafter's achievement reward. Shaping pays `weight` per unit of an inventory item gained
+    above its highest count so far in the episode. `info["task_success"]` is the predicate.
+    """
+
+    def __init__(
+        self,
+        env: gym.Env[Any, Any],
+        predicate: Predicate,
+        shaping: Sequence[tuple[str, float]] = (),
+    ) -> None:
+        super().__init__(env)
+        self.predicate = predicate
+        self.shaping = tuple(shaping)
+        self._best: dict[str, int] = {}
+        self._done = False
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        inventory = info.get("inventory", {})
+        self._best = {item: int(inventory.get(item, 0)) for item, _ in self.shaping}
+        self._done = self.predicate.holds(info)
+        info["task_success"] = self._done
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, _, terminated, truncated, info = self.env.step(action)
+        reward = 0.0
+        inventory = info.get("inventory", {})
+        for item, weight in self.shaping:
+            count = int(inventory.get(item, 0))
+            if count > self._best[item]:
+                reward += weight * (count - self._best[item])
+                self._best[item] = count
+        if not self._done and self.predicate.holds(info):
+            self._done = True
+            reward += 1.0
+        info["task_success"] = self._done
+        if self._done:
+            terminated = True
+            truncated = False
+        return obs, reward, terminated, truncated, info
+
+
+class OptionsEnv(gym.Wrapper[Any, np.int64, Any, Any]):
+    """`Discrete(n_primitives + n_library_actions)`: a library action runs as an option.
+
+    A code action runs once in the sandbox, stepping the inner env through the skill API; a
+    policy action runs its SB3 policy (whose own action space may hold further library
+    actions) until its predicate holds or its step budget is spent. The agent step returns
+    the last observation, the summed reward and `info["env_steps"]`. A code-action error
+    ends the option as a failure and is reported in `info["code_action_error"]`; it never
+    crashes the env. A limit breach (timeout, cpu, memory, recursion) also ends the episode
+    (truncated), since the call was cut at an arbitrary point. In an env worker process the
+    sandbox's rlimits and CPU stops are applied before code first runs. An option that takes
+    no env step is followed by one noop, so every agent step advances the episode.
+    """
+
+    def __init__(
+        self,
+        env: gym.Env[Any, Any],
+        library: ActionLibrary | str | Path | None = None,
+        action_names: Sequence[str] = (),
+        *,
+        limits: SandboxLimits | None = None,
+        prelude: Sequence[str] = (),
+        skill_names: Sequence[str] | None = None,
+        skill_env: Any = None,
+        policy_deterministic: bool = False,
+        max_depth: int = 3,
+        noop_action: int = 0,
+    ) -> None:
+        """Wrap an env.
+
+        Args:
+            env: The inner env (CrafterEnv, possibly under PredicateTask).
+            library: The action library (or its root) holding `action_names` and `prelude`.
+            action_names: Library actions appended after the primitives.
+            limits: Sandbox limits of code-action calls.
+            prelude: Library actions run after every reset (not agent steps).
+            skill_names: Skill-API names code may call; the Crafter adapter's when None.
+            skill_env: The object handed to SkillAPI; the innermost env when None.
+            policy_deterministic: Policy actions pick the most likely action.
+            max_depth: Deepest nesting of policy actions calling library actions.
+            noop_action: Primitive index used when an option took no env step.
+        """
+        super().__init__(env)
+        if not isinstance(env.action_space, gym.spaces.Discrete):
+            raise TypeError("OptionsEnv needs an inner env with a Discrete action space")
+        self.n_primitives = int(env.action_space.n)
+        self.library = (
+            library
+            if isinstance(library, ActionLibrary) or library is None
+            else ActionLibrary(library)
+        )
+        needed = [*action_names, *prelude]
+        if needed and self.library is None:
+            raise LibraryError("library actions were requested but no library was given")
+        self.entries: dict[str, LibraryEntry] = {}
+        for name in needed:
+            self._entry(name)
+        self.action_names = list(action_names)
+        self.prelude = list(prelude)
+        self.limits = limits or SandboxLimits()
+        self._skill_names = list(skill_names) if skill_names is not None else None
+        self._skill_env = skill_env
+        self.policy_deterministic = policy_deterministic
+        self.max_depth = max_depth
+        self.noop_action = noop_action
+        self.n_actions = self.n_primitives + len(self.action_names)
+        self.action_space = gym.spaces.Discrete(self.n_actions)
+        self.primitive_names = self._primitive_names()
+        self._last_obs: Any = None
+        self._last_info: dict[str, Any] = {}
+        self._terminated = False
+        self._truncated = False
+        self._reward_acc = 0.0
+        self._steps_acc = 0
+        self._episode_steps = 0
+        self._episode_agent_steps = 0
+        self._episode_return = 0.0
+        self._episode_start = time.monotonic()
+        self._pending_prelude_steps = 0
+        self._limits_by_budget: dict[int, SandboxLimits] = {}
+        self._loaded: dict[str, tuple[LibraryEntry, CodeAction | CodeActionRejected]] = {}
+        self._worker_checked = False
+        self.frame_hook: Callable[[], None] | None = None
+
+    # ----------------------------------------------------------------- helpers
+    def _primitive_names(self) -> list[str]:
+        names = getattr(self.env.unwrapped, "action_names", None)
+        if isinstance(names, list | tuple) and len(names) == self.n_primitives:
+            return [str(n) for n in names]
+        try:
+            from rlgpt.envs.crafter import CrafterAdapter
+
+            primitives = CrafterAdapter().primitive_actions()
+            if len(primitives) == self.n_primitives:
+                return primitives
+        except ImportError:
+            pass
+        return [f"primitive_{i}" for i in range(self.n_primitives)]
+
+    @property
+    def skill_names(self) -> list[str]:
+        """Skill-API names code actions may call."""
+        if self._skill_names is None:
+            self._skill_names = default_skill_names()
+        return self._skill_names
+
+    @property
+    def all_action_names(self) -> list[str]:
+        """Names of every action in index order: primitives, then library actions."""
+        return [*self.primitive_names, *self.action_names]
+
+    def _entry(self, name: str) -> LibraryEntry:
+        if name not in self.entries:
+            if self.library is None:
+                raise LibraryError(f"no library to look up {name!r}")
+            self.entries[name] = self.library.get(name)
+        return self.entries[name]
+
+    def _code_action(self, entry: LibraryEntry) -> CodeAction | CodeActionRejected:
+        # Entries are fixed for the env's life: resolve the file once, not on every call.
+        loaded = self._loaded.get(entry.name)
+        if loaded is not None and loaded[0] is entry:
+            return loaded[1]
+        if self.library is None:
+            raise LibraryError("no library")
+        path = self.library.root / entry.path
+        key = (str(path.resolve()), entry.version, path.stat().st_mtime)
+        if key not in _CODE_CACHE:
+            try:
+                _CODE_CACHE[key] = load_code_action(
+                    entry.name, path.read_text(), self.skill_names, self.limits
+                )
+            except CodeActionRejected as exc:
+                _CODE_CACHE[key] = exc
+        self._loaded[entry.name] = (entry, _CODE_CACHE[key])
+        return _CODE_CACHE[key]
+
+    def _ensure_worker_limits(self) -> None:
+        """In an env worker process, apply the sandbox's rlimits before code first runs.
+
+        Measured here, after the env (and torch) are loaded, so the memory headroom sits
+        above the worker's real baseline. The user's main process is never limited.
+        """
+        if self._worker_checked:
+            return
+        self._worker_checked = True
+        # Signals and rlimits belong to a worker's main thread (a server's threads are not it).
+        if (
+            multiprocessing.parent_process() is not None
+            and threading.current_thread() is threading.main_thread()
+        ):
+            enter_worker_mode(self.limits)
+
+    def _call_limits(self, budget: int) -> SandboxLimits:
+        limits = self._limits_by_budget.get(budget)
+        if limits is None:
+            limits = replace(self.limits, max_steps=budget)
+            self._limits_by_budget[budget] = limits
+        return limits
+
+    def _api_env(self) -> Any:
+        return self._skill_env if self._skill_env is not None else self.env.unwrapped
+
+    def _env_step(self, action: int) -> None:
+        """One real env step; every step of every option goes through here."""
+        obs, reward, terminated, truncated, info = self.env.step(np.int64(action))
+        self._last_obs, self._last_info = obs, info
+        self._terminated, self._truncated = bool(terminated), bool(truncated)
+        self._reward_acc += float(reward)
+        self._steps_acc += 1
+        if self.frame_hook is not None:
+            self.frame_hook()
+
+    @property
+    def episode_over(self) -> bool:
+        """The last env step ended the episode."""
+        return self._terminated or self._truncated
+
+    @property
+    def last_info(self) -> dict[str, Any]:
+        """Info of the last env step (or of the reset)."""
+        return self._last_info
+
+    @property
+    def last_obs(self) -> Any:
+        """Observation after the last env step (or the reset)."""
+        return self._last_obs
+
+    # ------------------------------------------------------------- execution
+    def _budgeted_step(self, budget: int) -> tuple[Callable[[int], Any], Callable[[], int]]:
+        """A step callback for one call: raises OptionInterrupted at episode end or budget."""
+        start = self._steps_acc
+
+        def used() -> int:
+            return self._steps_acc - start
+
+        def step(action: int) -> Any:
+            if self.episode_over:
+                raise OptionInterrupted("episode_end")
+            if used() >= budget:
+                raise OptionInterrupted("step_budget")
+            action = int(action)
+            if not 0 <= action < self.n_primitives:
+                raise ValueError(f"primitive action index out of range: {action}")
+            self._env_step(action)
+            if self.episode_over:
+                raise OptionInterrupted("episode_end")
+            return self._last_obs, self._last_info
+
+        return step, used
+
+    def _run_code(self, entry: LibraryEntry, budget: int) -> OptionResult:
+        loaded = self._code_action(entry)
+        if isinstance(loaded, CodeActionRejected):
+            error = {**loaded.as_dict(), "action": entry.name}
+            return OptionResult(entry.name, False, 0, 0.0, [error])
+        return self.run_code(loaded, max(1, min(budget, entry.max_steps, self.limits.max_steps)))
+
+    def run_code(self, loaded: CodeAction, budget: int) -> OptionResult:
+        """Run one call of a loaded code action from the current state with a step budget."""
+        if not self._worker_checked:
+            self._ensure_worker_limits()
+        start_steps, start_reward = self._steps_acc, self._reward_acc
+        step, used = self._budgeted_step(budget)
+        api = _make_skill_api(self._api_env(), step, budget)
+        outcome = run_code_action(loaded, api, self._call_limits(budget), used)
+        if (
+            outcome.error is not None
+            and outcome.error["kind"] in BREACH_KINDS
+            and self.limits.end_episode_on_breach
+        ):
+            # Cut at an arbitrary point (maybe inside an env step): end the episode as failed.
+            self._truncated = True
+            outcome.error["episode_ended"] = True
+        return OptionResult(
+            name=loaded.name,
+            success=outcome.success,
+            env_steps=self._steps_acc - start_steps,
+            reward=self._reward_acc - start_reward,
+            errors=[outcome.error] if outcome.error else [],
+            interrupted=outcome.interrupted,
+        )
+
+    def _masks_for(self, names: Sequence[str]) -> np.ndarray:
+        masks = np.ones(self.n_primitives + len(names), dtype=bool)
+        for i, name in enumerate(names):
+            masks[self.n_primitives + i] = self._is_available(name)
+        return masks
+
+    def _is_available(self, name: str) -> bool:
+        entry = self._entry(name)
+        if entry.kind != "code":
+            return True
+        loaded = self._code_action(entry)
+        if isinstance(loaded, CodeActionRejected):
+            return False
+        if loaded.available is None:
+            return True
+        if self.episode_over:
+            return False
+        self._ensure_worker_limits()
+        api = _make_skill_api(self._api_env(), _NoStep(), 1)
+        return check_available(loaded, api, self.limits)
+
+    def _run_policy(self, entry: LibraryEntry, budget: int, depth: int) -> OptionResult:
+        start_steps, start_reward = self._steps_acc, self._reward_acc
+        if depth >= self.max_depth:
+            error = {
+                "kind": "runtime",
+                "message": f"policy actions nested deeper than {self.max_depth}",
+                "line": None,
+                "step": 0,
+                "action": entry.name,
+            }
+            return OptionResult(entry.name, False, 0, 0.0, [error])
+        if self.library is None:
+            raise LibraryError("no library")
+        model = load_policy(self.library.root / entry.path, entry.algo)
+        names = list(entry.action_names)
+        for name in names:
+            self._entry(name)
+        budget = max(1, min(budget, entry.max_steps))
+        errors: list[dict[str, Any]] = []
+        predicate = entry.predicate
+        success = predicate is not None and predicate.holds(self._last_info)
+        idle = 0
+        while not success and not self.episode_over:
+            spent = self._steps_acc - start_steps
+            if spent >= budget:
+                break
+            kwargs: dict[str, Any] = {"deterministic": self.policy_deterministic}
+            if is_maskable(model):
+                kwargs["action_masks"] = self._masks_for(names)
+            action, _ = model.predict(self._last_obs, **kwargs)
+            result = self._execute(int(action), names, budget - spent, depth + 1)
+            errors.extend(result.errors)
+            # Guard against a policy looping on options that never step the env.
+            idle = idle + 1 if result.env_steps == 0 else 0
+            if idle >= 3:
+                self._env_step(self.noop_action)
+                idle = 0
+            success = predicate is not None and predicate.holds(self._last_info)
+        return OptionResult(
+            name=entry.name,
+            success=success,
+            env_steps=self._steps_acc - start_steps,
+            reward=self._reward_acc - start_reward,
+            errors=errors,
+            interrupted="episode_end" if self.episode_over and not success else None,
+        )
+
+    def _execute(self, index: int, names: Sequence[str], budget: int, depth: int) -> OptionResult:
+        """Execute action `index` of a space made of the primitives plus `names`."""
+        if index < self.n_primitives:
+            start = self._reward_acc
+            if self.episode_over or budget <= 0:
+                return OptionResult(self.primitive_names[index], False, 0, 0.0)
+            self._env_step(index)
+            return OptionResult(self.primitive_names[index], True, 1, self._reward_acc - start)
+        return self.run_library_action(names[index - self.n_primitives], budget, depth)
+
+    def run_library_action(
+        self, name: str, budget: int | None = None, depth: int = 0
+    ) -> OptionResult:
+        """Run one library action (or a primitive by name) as an option from the current state.
+
+        Args:
+            name: Library action name (or a primitive's name when no library action has it).
+            budget: Env steps it may take; the action's own `max_steps` when None.
+            depth: Nesting depth (policies calling library actions).
+        """
+        in_library = name in self.entries or (self.library is not None and name in self.library)
+        if not in_library and name in self.primitive_names:
+            return self._execute(self.primitive_names.index(name), [], budget or 1, depth)
+        entry = self._entry(name)
+        limit = entry.max_steps if budget is None else budget
+        if entry.kind == "code":
+            return self._run_code(entry, limit)
+        return self._run_policy(entry, limit, depth)
+
+    def run_until(self, name: str, predicate: Predicate | None, max_steps: int) -> dict[str, Any]:
+        """Call an action repeatedly until the predicate holds, the budget or episode ends.
+
+        A code action that returns without the predicate holding is called again while it
+        keeps making progress; an error ends the attempt. Used by preludes and evaluation.
+
+        Returns:
+            Dict with success, env_steps, calls, errors.
+        """
+        start = self._steps_acc
+        errors: list[dict[str, Any]] = []
+        calls = 0
+        holds = predicate is not None and predicate.holds(self._last_info)
+        while not holds and not self.episode_over:
+            remaining = max_steps - (self._steps_acc - start)
+            if remaining <= 0:
+                break
+            result = self.run_library_action(name, remaining)
+            calls += 1
+            errors.extend(result.errors)
+            if predicate is None:
+                holds = result.success
+                break
+            holds = predicate.holds(self._last_info)
+            if result.errors or result.env_steps == 0:
+                break
+        return {
+            "action": name,
+            "success": bool(holds),
+            "env_steps": self._steps_acc - start,
+            "calls": calls,
+            "errors": errors,
+        }
+
+    # ---------------------------------------------------------------- gym API
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        """Reset the inner env and run the prelude (re-resetting if it ends the episode)."""
+        prelude_report: list[dict[str, Any]] = []
+        for _attempt in range(3):
+            obs, info = self.env.reset(**kwargs)
+            self._last_obs, self._last_info = obs, info
+            self._terminated = self._truncated = False
+            self._reward_acc, self._steps_acc = 0.0, 0
+            prelude_report = []
+            for name in self.prelude:
+                entry = self._entry(name)
+                prelude_report.append(self.run_until(name, entry.predicate, entry.max_steps))
+                if self.episode_over:
+                    break
+            if not self.episode_over:
+                break
+            kwargs.pop("seed", None)
+        self._pending_prelude_steps = self._steps_acc
+        self._episode_steps = 0
+        self._episode_agent_steps = 0
+        self._episode_return = 0.0
+        self._episode_start = time.monotonic()
+        info = dict(self._last_info)
+        if self.prelude:
+            info["prelude"] = prelude_report
+            info["prelude_env_steps"] = self._pending_prelude_steps
+        return self._last_obs, info
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        """One agent step: a primitive, or a whole option."""
+        index = int(action)
+        if not 0 <= index < self.n_actions:
+            raise ValueError(f"action {index} outside Discrete({self.n_actions})")
+        self._reward_acc, self._steps_acc = 0.0, 0
+        extra: dict[str, Any] = {}
+        if index < self.n_primitives:
+            self._env_step(index)
+            name = self.primitive_names[index]
+        else:
+            name = self.action_names[index - self.n_primitives]
+            result = self.run_library_action(name, None, 0)
+            extra["option_success"] = result.success
+            if result.errors:
+                extra["code_action_error"] = result.errors[0]
+                if len(result.errors) > 1:
+                    extra["code_action_errors"] = result.errors
+            if self._steps_acc == 0 and not self.episode_over:
+                self._env_step(self.noop_action)
+        info = dict(self._last_info)
+        info.update(extra)
+        info["option"] = name
+        info["env_steps"] = self._steps_acc
+        if self._pending_prelude_steps:
+            info["prelude_env_steps"] = self._pending_prelude_steps
+            self._pending_prelude_steps = 0
+        self._episode_steps += self._steps_acc
+        self._episode_agent_steps += 1
+        self._episode_return += self._reward_acc
+        if self.episode_over:
+            summary = {
+                "env_steps": self._episode_steps,
+                "agent_steps": self._episode_agent_steps,
+                "return": self._episode_return,
+                "success": bool(info.get("task_success", False)),
+            }
+            info["episode_summary"] = summary
+            # SB3 reads `episode` into its ep_info_buffer for rollout/ep_rew_mean.
+            info["episode"] = {
+                "r": self._episode_return,
+                "l": self._episode_agent_steps,
+                "t": round(time.monotonic() - self._episode_start, 3),
+            }
+        return self._last_obs, self._reward_acc, self._terminated, self._truncated, info
+
+    def action_masks(self) -> np.ndarray:
+        """MaskablePPO masks: primitives always; code actions by their `available(api)`."""
+        return self._masks_for(self.action_names)

@@ -1,0 +1,444 @@
+"""The skill API code actions call: perception, navigation to seen targets, single interactions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from rlgpt.envs.base import OptionInterrupted, SkillParam, SkillSpec
+from rlgpt.envs.crafter import (
+    ACHIEVEMENTS,
+    ACTIONS,
+    DIRECTIONS,
+    ID_TO_NAME,
+    ITEMS,
+    NAME_TO_ID,
+    VIEW,
+    CrafterEnv,
+    constants,
+    vocabulary,
+)
+from rlgpt.envs.skills.memory import WALKABLE_IDS
+from rlgpt.envs.skills.navigation import STEPS, Pos, bfs_path, neighbours_of
+
+ACTION_INDEX = {name: i for i, name in enumerate(ACTIONS)}
+MOVE_ACTION = {d: ACTION_INDEX[f"move_{name}"] for d, name in DIRECTIONS.items()}
+TARGETS: tuple[str, ...] = tuple(vocabulary()["targets"])
+WALKABLE_NAMES = frozenset(ID_TO_NAME[i] for i in WALKABLE_IDS)
+PLACE_RULES: dict[str, dict[str, Any]] = dict(constants.place)
+MAKE_RULES: dict[str, dict[str, Any]] = dict(constants.make)
+MAX_ENERGY = int(constants.items["energy"]["max"])
+
+
+class SkillAPI:
+    """What a code action may call. Holds no task knowledge.
+
+    Every env step goes through `step(action_index)`. With `step=None` the API steps the
+    env itself and raises `OptionInterrupted("episode_end")` when the episode ends. Once
+    `max_steps` steps have been taken by this API object, the next step raises
+    `OptionInterrupted("step_budget")`. Targets are found in the map of what the agent
+    has seen (`env.memory`); with a privileged env the whole map is used.
+    """
+
+    def __init__(
+        self, env: CrafterEnv, step: Callable[[int], Any] | None = None, max_steps: int = 300
+    ) -> None:
+        """Wrap `env` (a CrafterEnv, already reset) for one code-action call."""
+        self._env = env
+        self._step_fn = step
+        self._max_steps = int(max_steps)
+        self._steps = 0
+        self._memory = env.memory
+
+    # -------------------------------------------------------------- internals
+    @property
+    def _steps_used(self) -> int:
+        return self._steps
+
+    def _step(self, action: int) -> None:
+        if self._steps >= self._max_steps:
+            raise OptionInterrupted("step_budget")
+        self._steps += 1
+        if self._step_fn is not None:
+            self._step_fn(action)
+            return
+        _, _, terminated, truncated, _ = self._env.step(action)
+        if terminated or truncated:
+            raise OptionInterrupted("episode_end")
+
+    def _refresh(self) -> None:
+        if self._env.privileged:
+            mats, objs = self._env.full_map()
+            self._memory.load_full(mats, objs, self._env.player_pos)
+
+    def _snapshot(self) -> tuple[Any, ...]:
+        env = self._env
+        mats, objs = env.local_layers()
+        fx, fy = env.facing
+        i, j = VIEW[0] // 2 + fx, VIEW[1] // 2 + fy
+        target = env.player.world[(env.player_pos[0] + fx, env.player_pos[1] + fy)][1]
+        target_health = None if target is None else (id(target), target.health)
+        return (
+            tuple(env.player.inventory.values()),
+            sum(env.player.achievements.values()),
+            int(mats[i, j]),
+            int(objs[i, j]),
+            target_health,
+        )
+
+    def _state(self) -> tuple[Any, ...]:
+        return (*self._snapshot(), self._env.player_pos, self._env.facing)
+
+    def _check_target(self, name: str) -> None:
+        if name not in TARGETS:
+            raise ValueError(f"unknown target {name!r}; valid: {', '.join(TARGETS)}")
+
+    def _check_item(self, item: str) -> None:
+        if item not in ITEMS:
+            raise ValueError(f"unknown item {item!r}; valid: {', '.join(ITEMS)}")
+
+    def _is_free(self, pos: Pos) -> bool:
+        """Whether the player would walk into `pos` (as far as the current view shows)."""
+        return self._memory.name_at(pos) in WALKABLE_NAMES
+
+    def _adjacent_dirs(self, name: str) -> list[Pos]:
+        px, py = self._env.player_pos
+        return [d for d in STEPS if self._memory.name_at((px + d[0], py + d[1])) == name]
+
+    def _face_dir(self, d: Pos) -> None:
+        """Turn toward direction `d` (crafter turns in place only toward a blocked cell)."""
+        if self._env.facing == d:
+            return
+        px, py = self._env.player_pos
+        ahead = (px + d[0], py + d[1])
+        lava = self._memory.name_at(ahead) == "lava"
+        if not lava and not self._is_free(ahead):
+            self._step(MOVE_ACTION[d])
+            return
+        back = (-d[0], -d[1])
+        if self._is_free((px + back[0], py + back[1])):
+            # Step back and forth: arriving from behind leaves the player facing `d`.
+            self._step(MOVE_ACTION[back])
+            if self._env.player_pos == (px + back[0], py + back[1]):
+                self._step(MOVE_ACTION[d])
+        elif not lava:
+            self._step(MOVE_ACTION[d])
+
+    # ------------------------------------------------------------- perception
+    def inventory(self) -> dict[str, int]:
+        """The inventory: item name -> count (includes health, food, drink, energy)."""
+        return self._env.inventory
+
+    def count(self, item: str) -> int:
+        """How many of `item` the inventory holds."""
+        self._check_item(item)
+        return int(self._env.player.inventory[item])
+
+    def has(self, item: str, n: int = 1) -> bool:
+        """Whether the inventory holds at least `n` of `item`."""
+        return self.count(item) >= n
+
+    def status(self) -> dict[str, int]:
+        """Health, food, drink and energy (0..9)."""
+        return self._env.status
+
+    def position(self) -> tuple[int, int]:
+        """The player's world position `(x, y)`; y grows downward."""
+        return self._env.player_pos
+
+    def facing(self) -> str:
+        """The name of the material or creature in the cell the player faces."""
+        return self._env.facing_name()
+
+    def nearby(self, radius: int = 4) -> dict[str, int]:
+        """Names visible now within `radius` cells (per axis) -> number of cells."""
+        view = self._env.local_view()
+        cx, cy = VIEW[0] // 2, VIEW[1] // 2
+        r = max(0, int(radius))
+        window = view[max(cx - r, 0) : cx + r + 1, max(cy - r, 0) : cy + r + 1]
+        ids, counts = np.unique(window, return_counts=True)
+        return {
+            ID_TO_NAME[int(i)]: int(c)
+            for i, c in zip(ids, counts, strict=True)
+            if ID_TO_NAME[int(i)] not in ("none", "player")
+        }
+
+    def seen(self, name: str) -> bool:
+        """Whether an instance of `name` is in the map of seen cells."""
+        self._check_target(name)
+        self._refresh()
+        return bool(self._memory.mask(name).any())
+
+    def nearest(self, name: str) -> tuple[int, int] | None:
+        """Position of the closest remembered instance of `name`, or None."""
+        self._check_target(name)
+        self._refresh()
+        return self._memory.nearest(name, self._env.player_pos)
+
+    def achievements(self) -> list[str]:
+        """Achievements unlocked in this episode."""
+        return [a for a, c in self._env.achievements.items() if c > 0]
+
+    # ------------------------------------------------------------- navigation
+    def face(self, name: str) -> bool:
+        """Turn toward an adjacent instance of `name`; True when facing it."""
+        self._check_target(name)
+        if self.facing() == name:
+            return True
+        self._refresh()
+        dirs = self._adjacent_dirs(name)
+        if not dirs:
+            return False
+        self._face_dir(dirs[0])
+        return self.facing() == name
+
+    def move_to(self, name: str, max_steps: int = 100) -> bool:
+        """Walk next to the nearest reachable seen instance of `name` and face it.
+
+        Plans a shortest path over the seen map (through unseen cells only when needed),
+        re-plans when the way is blocked or the map changes, and returns False when no
+        instance is known or reachable, or after `max_steps` steps.
+        """
+        self._check_target(name)
+        start = self._steps
+        path: list[Pos] = []
+        stalls = 0
+        while True:
+            if self.facing() == name:
+                return True
+            if self._steps - start >= max_steps or stalls > 2:
+                return False
+            before = self._steps
+            self._refresh()
+            if self._adjacent_dirs(name):
+                self.face(name)
+            else:
+                if not path or not self._is_free(path[0]) or not self._leads_to(path[-1], name):
+                    path = self._plan(name)
+                    if not path:
+                        return False
+                nxt = path.pop(0)
+                px, py = self._env.player_pos
+                d = (nxt[0] - px, nxt[1] - py)
+                if d in MOVE_ACTION:
+                    self._step(MOVE_ACTION[d])
+                if self._env.player_pos != nxt:
+                    path = []  # blocked (e.g. a creature stepped in): re-plan
+            stalls = stalls + 1 if self._steps == before else 0
+
+    def _leads_to(self, end: Pos, name: str) -> bool:
+        x, y = end
+        return any(self._memory.name_at((x + dx, y + dy)) == name for dx, dy in STEPS)
+
+    def _plan(self, name: str) -> list[Pos]:
+        target = self._memory.mask(name)
+        if not target.any():
+            return []
+        goal = neighbours_of(target)
+        pos = self._env.player_pos
+        # Prefer seen free cells; then let creatures (which move) not block; then unseen cells.
+        for creatures, unknown in ((True, False), (False, False), (False, True)):
+            passable = self._memory.passable(allow_unknown=unknown, creatures_block=creatures)
+            path = bfs_path(passable, pos, goal & passable)
+            if path:
+                return path
+        return []
+
+    def explore(self, steps: int = 20) -> bool:
+        """Walk up to `steps` steps toward the nearest unseen part of the map.
+
+        Returns True when new cells were seen, False when nothing reachable is left unseen
+        (always the case with a privileged env, whose map is complete).
+        """
+        if self._env.privileged:
+            self._refresh()
+        before = self._memory.known_count()
+        start = self._steps
+        path: list[Pos] = []
+        stalls = 0
+        while self._steps - start < steps and stalls <= 2:
+            before_step = self._steps
+            stalls += 1
+            if not path or not self._is_free(path[0]):
+                frontier = self._memory.frontier()
+                path = bfs_path(self._memory.passable(), self._env.player_pos, frontier) or []
+                if not path:
+                    break
+            nxt = path.pop(0)
+            px, py = self._env.player_pos
+            d = (nxt[0] - px, nxt[1] - py)
+            if d not in MOVE_ACTION:
+                path = []
+                continue
+            self._step(MOVE_ACTION[d])
+            stalls = 0 if self._steps > before_step else stalls
+            if self._env.player_pos != nxt:
+                path = []
+            elif not path or not self._memory.frontier()[path[-1]]:
+                path = []  # the goal was seen on the way: pick the next frontier
+        return self._memory.known_count() > before
+
+    # ------------------------------------------------------------ interaction
+    def do(self) -> bool:
+        """Interact with the facing cell (collect, attack, eat, drink); True if anything changed."""
+        before = self._snapshot()
+        self._step(ACTION_INDEX["do"])
+        return self._snapshot() != before
+
+    def place(self, item: str) -> bool:
+        """Place `item` on the facing cell, first turning to a suitable adjacent cell if needed.
+
+        Returns True when the item was placed; False (without stepping) when the inventory
+        lacks what placing uses.
+        """
+        if item not in PLACE_RULES:
+            raise ValueError(f"cannot place {item!r}; placeable: {', '.join(PLACE_RULES)}")
+        rule = PLACE_RULES[item]
+        if any(self._env.player.inventory[k] < v for k, v in rule["uses"].items()):
+            return False
+        where = set(rule["where"])
+        achievement = f"place_{item}"
+        for _ in range(6):
+            if self._facing_allows(where):
+                before = self._env.player.achievements[achievement]
+                self._step(ACTION_INDEX[f"place_{item}"])
+                return bool(self._env.player.achievements[achievement] > before)
+            if not self._turn_to_allowed(where):
+                return False
+        return False
+
+    def _facing_allows(self, where: set[str]) -> bool:
+        mats, objs = self._env.local_layers()
+        fx, fy = self._env.facing
+        i, j = VIEW[0] // 2 + fx, VIEW[1] // 2 + fy
+        return not objs[i, j] and ID_TO_NAME[int(mats[i, j])] in where
+
+    def _turn_to_allowed(self, where: set[str]) -> bool:
+        px, py = self._env.player_pos
+        options = [d for d in STEPS if self._memory.name_at((px + d[0], py + d[1])) in where]
+        if options:
+            self._face_dir(options[0])
+            return True
+        free = [d for d in STEPS if self._is_free((px + d[0], py + d[1]))]
+        if not free:
+            return False
+        self._step(MOVE_ACTION[free[0]])
+        return True
+
+    def make(self, item: str) -> bool:
+        """Make `item` (a tool) with what is nearby; True when the item was made.
+
+        Returns False without stepping when the inventory lacks what making uses.
+        """
+        if item not in MAKE_RULES:
+            raise ValueError(f"cannot make {item!r}; makeable: {', '.join(MAKE_RULES)}")
+        inv = self._env.player.inventory
+        if any(inv[k] < v for k, v in MAKE_RULES[item]["uses"].items()):
+            return False
+        before = inv[item]
+        self._step(ACTION_INDEX[f"make_{item}"])
+        return bool(self._env.player.inventory[item] > before)
+
+    def sleep(self, max_steps: int = 200) -> bool:
+        """Sleep until woken (energy restored or hurt); True if the player slept and woke up.
+
+        Returns False without stepping when energy is already full.
+        """
+        player = self._env.player
+        if not player.sleeping and player.inventory["energy"] >= MAX_ENERGY:
+            return False
+        start = self._steps
+        slept = False
+        while self._steps - start < max_steps:
+            self._step(ACTION_INDEX["sleep"])
+            if player.sleeping:
+                slept = True
+            elif slept:
+                return True
+        return False
+
+    def noop(self) -> bool:
+        """Do nothing for one step."""
+        self._step(ACTION_INDEX["noop"])
+        return True
+
+    def act(self, primitive_name: str) -> bool:
+        """Take one primitive action by name; True if the player or the world changed.
+
+        Raises ValueError for an unknown action name.
+        """
+        if primitive_name not in ACTION_INDEX:
+            raise ValueError(f"unknown action {primitive_name!r}; valid: {', '.join(ACTIONS)}")
+        before = self._state()
+        self._step(ACTION_INDEX[primitive_name])
+        return self._state() != before
+
+
+def skill_specs() -> list[SkillSpec]:
+    """Descriptions of the public SkillAPI methods (for prompts and static checks)."""
+    targets = SkillParam("name", "str", choices=TARGETS)
+    item = SkillParam("item", "str", choices=tuple(ITEMS))
+
+    def spec(
+        method: Callable[..., Any],
+        params: tuple[SkillParam, ...],
+        returns: Any,
+        kind: Any,
+        steps_env: bool = False,
+    ) -> SkillSpec:
+        doc = (method.__doc__ or "").strip().splitlines()[0]
+        return SkillSpec(method.__name__, params, returns, doc, kind, steps_env)
+
+    api = SkillAPI
+    return [
+        spec(api.inventory, (), "dict", "perception"),
+        spec(api.count, (item,), "int", "perception"),
+        spec(api.has, (item, SkillParam("n", "int", default=1)), "bool", "perception"),
+        spec(api.status, (), "dict", "perception"),
+        spec(api.position, (), "tuple", "perception"),
+        spec(api.facing, (), "str", "perception"),
+        spec(api.nearby, (SkillParam("radius", "int", default=4),), "dict", "perception"),
+        spec(api.seen, (targets,), "bool", "perception"),
+        spec(api.nearest, (targets,), "tuple", "perception"),
+        spec(api.achievements, (), "list", "perception"),
+        spec(
+            api.move_to,
+            (targets, SkillParam("max_steps", "int", default=100)),
+            "bool",
+            "navigation",
+            True,
+        ),
+        spec(api.explore, (SkillParam("steps", "int", default=20),), "bool", "navigation", True),
+        spec(api.face, (targets,), "bool", "navigation", True),
+        spec(api.do, (), "bool", "interaction", True),
+        spec(
+            api.place,
+            (SkillParam("item", "str", choices=tuple(PLACE_RULES)),),
+            "bool",
+            "interaction",
+            True,
+        ),
+        spec(
+            api.make,
+            (SkillParam("item", "str", choices=tuple(MAKE_RULES)),),
+            "bool",
+            "interaction",
+            True,
+        ),
+        spec(
+            api.sleep, (SkillParam("max_steps", "int", default=200),), "bool", "interaction", True
+        ),
+        spec(api.noop, (), "bool", "interaction", True),
+        spec(
+            api.act,
+            (SkillParam("primitive_name", "str", choices=tuple(ACTIONS)),),
+            "bool",
+            "interaction",
+            True,
+        ),
+    ]
+
+
+__all__ = ["ACHIEVEMENTS", "NAME_TO_ID", "SkillAPI", "skill_specs"]

@@ -1,0 +1,99 @@
+"""Pydantic models for every structured LLM answer: plan, code action, RL set-up, verdict."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from rlgpt.envs.base import Predicate
+
+_SLUG = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+def slugify(text: str) -> str:
+    """A valid identifier for a sub-action or action name (lowercase, underscores)."""
+    slug = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    if not slug or not slug[0].isalpha():
+        slug = f"a_{slug}"
+    return slug[:40]
+
+
+class SubAction(BaseModel):
+    """One step of a plan: what to achieve, how to check it, and whether to code or learn it."""
+
+    id: str = Field(description="Short identifier, lowercase with underscores, e.g. 'get_wood'.")
+    description: str = Field(description="What the agent must do in this step.")
+    predicate: Predicate = Field(description="The condition that marks this step as done.")
+    method: Literal["code", "rl"] = Field(
+        description="'code' if a short program over the skill API can do it; 'rl' to learn it."
+    )
+    reason: str = Field(default="", description="Why this method was chosen.")
+
+    @field_validator("id")
+    @classmethod
+    def _normalise_id(cls, value: str) -> str:
+        return value if _SLUG.match(value) else slugify(value)
+
+
+class Plan(BaseModel):
+    """The slow agent's decomposition of a task into ordered sub-actions."""
+
+    sub_actions: list[SubAction] = Field(min_length=1, max_length=8, description="Ordered steps.")
+    rationale: str = Field(default="", description="Short explanation of the decomposition.")
+
+    @field_validator("sub_actions")
+    @classmethod
+    def _unique_ids(cls, steps: list[SubAction]) -> list[SubAction]:
+        seen: set[str] = set()
+        for step in steps:
+            base, n = step.id, 2
+            while step.id in seen:
+                step.id = f"{base}_{n}"
+                n += 1
+            seen.add(step.id)
+        return steps
+
+
+class CodeActionAnswer(BaseModel):
+    """The fast agent's code action: Python source defining `run(api) -> bool`."""
+
+    code: str = Field(
+        description="Python source defining `def run(api):` that returns True on success."
+    )
+    explanation: str = Field(default="", description="One or two sentences on how it works.")
+
+
+class ShapingTerm(BaseModel):
+    """A shaping bonus paid once per unit when an inventory item's count rises."""
+
+    item: str = Field(description="Inventory item whose increase is rewarded.")
+    weight: float = Field(default=0.1, ge=-1.0, le=1.0, description="Reward per unit gained.")
+
+
+class RLSetup(BaseModel):
+    """The fast agent's RL set-up for an `rl` sub-action."""
+
+    code_actions: list[str] = Field(
+        default_factory=list,
+        description="Names of library actions that join the primitive actions in the action space.",
+    )
+    shaping: list[ShapingTerm] = Field(default_factory=list, description="Optional reward shaping.")
+    episode_length: int = Field(default=500, ge=10, le=10000, description="Env steps per episode.")
+    start_after_previous: bool = Field(
+        default=True,
+        description="Start each episode after running the plan's earlier steps (else from reset).",
+    )
+
+
+class Verdict(BaseModel):
+    """The critic's routing decision after an evaluation."""
+
+    route: Literal["coder", "planner", "end"] = Field(
+        description="'coder' to fix code actions or RL set-ups, 'planner' to re-plan, 'end'."
+    )
+    subaction_ids: list[str] = Field(
+        default_factory=list, description="Sub-actions the coder should rework (route=coder)."
+    )
+    feedback: str = Field(default="", description="What went wrong and what to change.")

@@ -1,0 +1,121 @@
+"""Backend for OpenAI and any OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp ...)."""
+
+from __future__ import annotations
+
+import copy
+import os
+import threading
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
+
+from rlgpt.llm.errors import LLMError
+from rlgpt.llm.settings import LLMSettings
+
+
+def make_chat_openai(
+    model: str, base_url: str | None, api_key: str, settings: LLMSettings
+) -> ChatOpenAI:
+    """A `ChatOpenAI` with the settings' temperature and timeout and no client-side retries.
+
+    Retries are done by `ask_structured`, which tells transient errors from bad answers.
+    """
+    return ChatOpenAI(
+        model=model,
+        base_url=base_url,
+        api_key=SecretStr(api_key),
+        temperature=settings.temperature,
+        timeout=settings.timeout,
+        max_retries=0,
+        max_completion_tokens=settings.max_tokens,
+    )
+
+
+def strict_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a pydantic JSON schema in the form OpenAI's strict mode accepts.
+
+    Every object lists all its properties as required and forbids others; defaults are
+    dropped (strict mode rejects them; the model fills every field instead).
+    """
+
+    def fix(node: Any) -> Any:
+        if isinstance(node, dict):
+            node.pop("default", None)
+            if node.get("type") == "object" and "properties" in node:
+                node["required"] = list(node["properties"])
+                node["additionalProperties"] = False
+            for value in node.values():
+                fix(value)
+        elif isinstance(node, list):
+            for value in node:
+                fix(value)
+        return node
+
+    result: dict[str, Any] = fix(copy.deepcopy(schema))
+    return result
+
+
+class OpenAIBackend:
+    """OpenAI (`openai:<model>`) or any OpenAI-compatible URL (`<base URL>#<model>`).
+
+    `openai:` reads OPENAI_API_KEY (and OPENAI_BASE_URL when set) and asks for strict
+    `json_schema` answers. A URL reads RLGPT_API_KEY (default "none") and asks for
+    non-strict `json_schema` answers, which vLLM and Ollama understand; it also sends the
+    legacy `max_tokens` field, which some servers need. Grammars are not supported.
+    """
+
+    supports_grammar = False
+
+    def __init__(self) -> None:
+        self._models: dict[tuple[str, LLMSettings], BaseChatModel] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _is_url(model_name: str) -> bool:
+        return model_name.startswith(("http://", "https://"))
+
+    def chat_model(self, model_name: str, settings: LLMSettings) -> BaseChatModel:
+        """A `ChatOpenAI` for `gpt-...` (OpenAI) or `http://host/v1#model`."""
+        key = (model_name, settings)
+        with self._lock:
+            if key in self._models:
+                return self._models[key]
+        if self._is_url(model_name):
+            base_url, sep, model = model_name.partition("#")
+            if not sep or not model:
+                raise LLMError("server", f"model URL {model_name!r} must end with `#<model name>`")
+            api_key = os.environ.get("RLGPT_API_KEY", "") or "none"
+            chat = make_chat_openai(model, base_url.rstrip("/"), api_key, settings)
+        else:
+            api_key = os.environ.get("OPENAI_API_KEY", "")
+            if not api_key:
+                raise LLMError("auth", "OPENAI_API_KEY is not set")
+            chat = make_chat_openai(
+                model_name, os.environ.get("OPENAI_BASE_URL") or None, api_key, settings
+            )
+        with self._lock:
+            self._models[key] = chat
+        return chat
+
+    def structured_kwargs(
+        self, model_name: str, name: str, schema: dict[str, Any], settings: LLMSettings
+    ) -> dict[str, Any]:
+        """Invoke kwargs asking for JSON that matches `schema` (strict on OpenAI itself)."""
+        body: dict[str, Any] = {}
+        if self._is_url(model_name):
+            body["max_tokens"] = settings.max_tokens
+            fmt: dict[str, Any] = {"name": name, "schema": schema}
+        else:
+            fmt = {"name": name, "schema": strict_json_schema(schema), "strict": True}
+        # Sent as part of the request body so the answer is read as plain text and parsed
+        # and validated in one place, whatever the server.
+        body["response_format"] = {"type": "json_schema", "json_schema": fmt}
+        return {"extra_body": body}
+
+    def grammar_kwargs(
+        self, model_name: str, grammar: str, settings: LLMSettings
+    ) -> dict[str, Any]:
+        """Grammars are not part of the OpenAI API."""
+        raise LLMError("server", "this backend does not support grammar-constrained answers")

@@ -1,0 +1,64 @@
+"""Per-role model settings and the parsing of model strings into (backend, model)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from rlgpt.graph.context import Context
+
+LLMRole = Literal["planner", "coder", "critic"]
+ROLES: tuple[LLMRole, ...] = ("planner", "coder", "critic")
+
+
+class LLMSettings(BaseModel):
+    """How one role talks to its model."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str = Field(
+        default="local:smollm2",
+        description="`local:smollm2`, `openai:<model>`, `<http(s) base URL>#<model>`, or "
+        "`<plugin>:<model>` for any backend registered in `rlgpt.llms`.",
+    )
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="Sampling temperature.")
+    max_tokens: int = Field(default=768, ge=1, description="Upper bound on tokens per answer.")
+    timeout: float = Field(default=180.0, gt=0.0, description="Seconds before one call times out.")
+    max_retries: int = Field(
+        default=2, ge=0, description="Retries for transient errors and for unparsable answers."
+    )
+    cache_dir: str = Field(default="", description="On-disk response cache directory; empty = off.")
+
+    @classmethod
+    def for_role(cls, context: Context, role: LLMRole) -> LLMSettings:
+        """Settings of `role` (planner, coder or critic) from a run's context."""
+        if role not in ROLES:
+            raise ValueError(f"unknown model role {role!r}; expected one of {', '.join(ROLES)}")
+        return cls(
+            model=getattr(context, f"{role}_model"),
+            temperature=context.llm_temperature,
+            max_tokens=context.llm_max_tokens,
+            timeout=context.llm_timeout,
+            max_retries=context.llm_max_retries,
+            cache_dir=context.llm_cache_dir,
+        )
+
+
+def split_model(model: str) -> tuple[str, str]:
+    """Split a model string into (backend plugin name, model name for that backend).
+
+    An http(s) URL goes to the `openai` backend whole (it parses `<base>#<model>` itself);
+    anything else is `<backend>:<model>`.
+    """
+    text = model.strip()
+    if text.startswith(("http://", "https://")):
+        return "openai", text
+    backend, sep, name = text.partition(":")
+    if not sep or not backend or not name:
+        raise ValueError(
+            f"malformed model string {model!r}; expected `local:smollm2`, `openai:<model>` "
+            "or `<http(s) base URL>#<model>`"
+        )
+    return backend, name

@@ -1,0 +1,1 @@
+"""Node plugins: planner, coder, RL trainer, critic."""

@@ -1,0 +1,94 @@
+"""Helpers shared by the node plugins: context, env adapter, plan access, error records."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from rlgpt import plugins
+from rlgpt.envs.base import EnvAdapter
+from rlgpt.graph.context import Context
+from rlgpt.graph.schemas import Plan, SubAction
+from rlgpt.graph.state import ActionRecord, ErrorRecord, State
+
+
+def context_of(runtime: Runtime[Any] | None) -> Context:
+    """The run's Context; a server may hand over a plain dict, a bare run none at all."""
+    ctx = getattr(runtime, "context", None)
+    if ctx is None:
+        return Context()
+    if isinstance(ctx, Context):
+        return ctx
+    if isinstance(ctx, dict):
+        return Context.from_mapping(ctx)
+    raise TypeError(f"unexpected run-time context of type {type(ctx).__name__}")
+
+
+@cache
+def env_adapter(name: str) -> EnvAdapter:
+    """The environment plugin of that name (one instance per process)."""
+    adapter = plugins.envs.load(name)()
+    if not isinstance(adapter, EnvAdapter):
+        raise TypeError(f"env plugin {name!r} does not implement EnvAdapter")
+    return adapter
+
+
+def plan_of(state: State) -> Plan | None:
+    """The current plan as a model, or None before the planner has produced one."""
+    raw = state.get("plan")
+    return Plan.model_validate(raw) if raw else None
+
+
+def sub_action(plan: Plan, sub_id: str) -> SubAction:
+    """The plan step with that id."""
+    for step in plan.sub_actions:
+        if step.id == sub_id:
+            return step
+    raise KeyError(f"plan has no sub-action {sub_id!r}")
+
+
+def action_name(step: SubAction) -> str:
+    """The library name of the action that carries out a step (policies get a suffix so a
+    step that moves from `rl` to `code` on a re-plan never clashes with its old policy)."""
+    return step.id if step.method == "code" else f"{step.id}_policy"
+
+
+def executor_of(step: SubAction, library: Mapping[str, ActionRecord]) -> str | None:
+    """The library action that carries out a plan step, if the coder/trainer produced one."""
+    name = action_name(step)
+    record = library.get(name)
+    wanted = "code" if step.method == "code" else "policy"
+    return name if record is not None and record["kind"] == wanted else None
+
+
+def earlier_actions(plan: Plan, sub_id: str, library: Mapping[str, ActionRecord]) -> list[str]:
+    """Library actions of the steps before `sub_id` (what runs before it, as its start state)."""
+    names: list[str] = []
+    for step in plan.sub_actions:
+        if step.id == sub_id:
+            break
+        name = executor_of(step, library)
+        if name is not None:
+            names.append(name)
+    return names
+
+
+def library_dir(state: State) -> Path:
+    """The run's action-library directory."""
+    return Path(state["run_dir"]) / "library"
+
+
+def error_record(
+    node: str, kind: str, message: str, subaction: str | None = None, **detail: Any
+) -> ErrorRecord:
+    """A recoverable failure, as kept in the state for the critic and the report."""
+    record = ErrorRecord(node=node, kind=kind, message=message[:2000])
+    if subaction is not None:
+        record["subaction"] = subaction
+    if detail:
+        record["detail"] = detail
+    return record

@@ -1,0 +1,205 @@
+"""The critic: evaluates the composed policy on held-out seeds and routes the work on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from langgraph.runtime import Runtime
+
+from rlgpt.graph.context import Context
+from rlgpt.graph.schemas import Plan, Verdict
+from rlgpt.graph.state import EvaluationRecord, State, VerdictRecord
+from rlgpt.llm import LLMError, LLMSettings, ask_structured
+from rlgpt.llm.prompts import critic_messages, verdict_schema
+from rlgpt.logging import get_logger
+from rlgpt.nodes.base import Role
+from rlgpt.nodes.coder import sandbox_limits
+from rlgpt.nodes.common import context_of, error_record, executor_of, library_dir, plan_of
+from rlgpt.tools.evaluate import evaluate_plan
+
+log = get_logger("critic")
+
+
+def evaluate(state: State, ctx: Context, plan: Plan) -> EvaluationRecord:
+    """Roll out the composed policy (each step's action in plan order) on held-out seeds."""
+    library = state.get("library", {})
+    iteration = len(state.get("evaluations", [])) + 1
+    seeds = list(range(ctx.eval_seed, ctx.eval_seed + ctx.eval_episodes))
+    steps = [
+        {
+            "subaction": s.id,
+            "predicate": s.predicate.model_dump(),
+            "action": executor_of(s, library),
+        }
+        for s in plan.sub_actions
+    ]
+    gif = Path(state["run_dir"]) / f"eval_{iteration}.gif" if ctx.gif else None
+    result = evaluate_plan(
+        task=state["task"],
+        steps=steps,
+        library_dir=library_dir(state),
+        seeds=seeds,
+        max_steps_per_subaction=ctx.subaction_max_steps,
+        episode_length=ctx.subaction_max_steps * len(steps),
+        privileged=ctx.privileged,
+        gif_path=gif,
+        limits=sandbox_limits(ctx),
+    )
+    result["iteration"] = iteration
+    return EvaluationRecord(**result)  # type: ignore[typeddict-item]
+
+
+def rules_verdict(
+    state: State, ctx: Context, plan: Plan | None, ev: EvaluationRecord | None
+) -> VerdictRecord:
+    """Routing by thresholds and budgets alone; also the guard around a model's verdict."""
+    inner_left = state.get("inner_loops", 0) < ctx.max_inner_loops
+    outer_left = state.get("outer_loops", 0) < ctx.max_outer_loops
+    if plan is None or ev is None:
+        problem = _last_error(state, "planner") or "no plan was produced"
+        if outer_left:
+            return _verdict("planner", [], f"There is no usable plan ({problem}).", "rules")
+        return _verdict("end", [], f"No usable plan ({problem}); budgets spent.", "budget")
+    if ev["task_success_rate"] >= ctx.success_threshold:
+        return _verdict("end", [], "The task is solved on the held-out seeds.", "rules")
+    weak = [
+        s.id
+        for s in plan.sub_actions
+        if ev["subaction_success"].get(s.id, 0.0) < ctx.success_threshold
+    ]
+    feedback = failure_summary(ev, weak)
+    if weak and inner_left:
+        return _verdict("coder", weak[:1], feedback, "rules")
+    if outer_left:
+        return _verdict("planner", [], feedback, "rules")
+    return _verdict("end", [], f"Budgets spent. {feedback}", "budget")
+
+
+def guard(
+    verdict: Verdict, state: State, ctx: Context, plan: Plan, ev: EvaluationRecord
+) -> VerdictRecord:
+    """Keep a model's verdict within the budgets and the plan; fall back to the rules otherwise."""
+    fallback = rules_verdict(state, ctx, plan, ev)
+    if ev["task_success_rate"] >= ctx.success_threshold or fallback["source"] == "budget":
+        return fallback
+    ids = [i for i in verdict.subaction_ids if i in {s.id for s in plan.sub_actions}]
+    if verdict.route == "coder" and state.get("inner_loops", 0) < ctx.max_inner_loops:
+        return _verdict("coder", ids or fallback["subaction_ids"], verdict.feedback, "llm")
+    if verdict.route == "planner" and state.get("outer_loops", 0) < ctx.max_outer_loops:
+        return _verdict("planner", [], verdict.feedback, "llm")
+    if verdict.route == "end":
+        return _verdict("end", [], verdict.feedback, "llm")
+    return fallback
+
+
+def _last_error(state: State, node: str) -> str | None:
+    errors = [e for e in state.get("errors", []) if e["node"] == node]
+    return f"{errors[-1]['kind']}: {errors[-1]['message'][:300]}" if errors else None
+
+
+def failure_summary(ev: EvaluationRecord, weak: list[str]) -> str:
+    """A short, concrete account of what failed, for the coder or planner."""
+    parts = [
+        f"task success {ev['task_success_rate']:.0%} over {ev['episodes']} held-out episodes",
+        "sub-action success: "
+        + ", ".join(f"{k} {v:.0%}" for k, v in ev["subaction_success"].items()),
+    ]
+    if weak:
+        parts.append(f"first weak step: {weak[0]}")
+    errors = [f for f in ev["failures"] if f.get("error")]
+    if errors:
+        err = errors[0]["error"]
+        parts.append(
+            f"error in {errors[0].get('subaction')}: {err.get('kind')}: {err.get('message')}"
+            + (f" (line {err['line']})" if err.get("line") else "")
+        )
+    return "; ".join(parts)
+
+
+def _verdict(route: Any, ids: list[str], feedback: str, source: str) -> VerdictRecord:
+    return VerdictRecord(route=route, subaction_ids=ids, feedback=feedback, source=source)
+
+
+class _CriticBase:
+    role: ClassVar[Role] = "critic"
+
+    def decide(
+        self, state: State, ctx: Context, plan: Plan, ev: EvaluationRecord
+    ) -> tuple[VerdictRecord, dict[str, Any]]:
+        raise NotImplementedError
+
+    def __call__(self, state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        ctx = context_of(runtime)
+        plan = plan_of(state)
+        update: dict[str, Any] = {"errors": []}
+        ev: EvaluationRecord | None = None
+        if plan is not None:
+            try:
+                ev = evaluate(state, ctx, plan)
+            except Exception as exc:  # an evaluation crash is reported, not fatal
+                log.warning("evaluation_failed", error=repr(exc))
+                update["errors"].append(error_record("critic", "evaluation_failed", repr(exc)))
+        if plan is None or ev is None:
+            verdict = rules_verdict(state, ctx, None, None)
+        else:
+            update["evaluations"] = [ev]
+            verdict, extra = self.decide(state, ctx, plan, ev)
+            for key, value in extra.items():
+                update[key] = update.get(key, []) + value if key == "errors" else value
+        log.info(
+            "verdict",
+            route=verdict["route"],
+            source=verdict["source"],
+            ids=verdict["subaction_ids"],
+        )
+        update["verdicts"] = [verdict]
+        update["feedback"] = verdict["feedback"]
+        if verdict["route"] == "coder":
+            update["todo"] = verdict["subaction_ids"]
+            update["inner_loops"] = state.get("inner_loops", 0) + 1
+        elif verdict["route"] == "planner":
+            update["todo"] = []
+            update["outer_loops"] = state.get("outer_loops", 0) + 1
+            update["inner_loops"] = 0
+        return update
+
+
+class RulesCritic(_CriticBase):
+    """Routes by success thresholds and loop budgets, without a model."""
+
+    name: ClassVar[str] = "rules"
+
+    def decide(
+        self, state: State, ctx: Context, plan: Plan, ev: EvaluationRecord
+    ) -> tuple[VerdictRecord, dict[str, Any]]:
+        return rules_verdict(state, ctx, plan, ev), {}
+
+
+class LLMCritic(_CriticBase):
+    """Asks the critic model for a verdict on the evaluation, kept within budgets by the rules."""
+
+    name: ClassVar[str] = "llm"
+
+    def decide(
+        self, state: State, ctx: Context, plan: Plan, ev: EvaluationRecord
+    ) -> tuple[VerdictRecord, dict[str, Any]]:
+        errors = [dict(e) for e in state.get("errors", [])[-5:]]
+        messages = critic_messages(state["task"], plan.model_dump(), dict(ev), errors)
+        try:
+            result = ask_structured(
+                "critic",
+                LLMSettings.for_role(ctx, "critic"),
+                Verdict,
+                messages,
+                json_schema=verdict_schema([s.id for s in plan.sub_actions]),
+            )
+        except LLMError as exc:
+            log.warning("critic_llm_failed", kind=exc.kind)
+            fallback = rules_verdict(state, ctx, plan, ev)
+            fallback["source"] = "rules (model failed)"
+            return fallback, {
+                "errors": [error_record("critic", f"llm_{exc.kind}", str(exc), raw=exc.raw)],
+                "usage": {"critic": exc.usage} if exc.usage else {},
+            }
+        return guard(result.value, state, ctx, plan, ev), {"usage": {"critic": result.usage}}

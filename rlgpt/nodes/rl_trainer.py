@@ -1,0 +1,120 @@
+"""The RL trainer: calls the RL pipeline tool per `rl` step; each policy joins the library."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from langgraph.runtime import Runtime
+
+from rlgpt.graph.cancel import stop_requested
+from rlgpt.graph.context import Context
+from rlgpt.graph.review import review_rl_jobs
+from rlgpt.graph.schemas import RLSetup
+from rlgpt.graph.state import ActionRecord, RLRunRecord, State
+from rlgpt.logging import get_logger
+from rlgpt.nodes.base import Role
+from rlgpt.nodes.common import (
+    action_name,
+    context_of,
+    earlier_actions,
+    error_record,
+    library_dir,
+    plan_of,
+)
+from rlgpt.tools.library import ActionLibrary
+from rlgpt.tools.rl_pipeline import RLJob, RLResult, rl_pipeline
+
+log = get_logger("rl_trainer")
+
+
+class SB3Trainer:
+    """Trains one SB3 policy per `rl` step in `todo` whose RL set-up the coder wrote."""
+
+    role: ClassVar[Role] = "rl_trainer"
+    name: ClassVar[str] = "sb3"
+
+    def __call__(self, state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        plan = plan_of(state)
+        if plan is None:
+            return {}
+        ctx = context_of(runtime)
+        todo = set(state.get("todo", []))
+        setups = state.get("setups", {})
+        steps = [
+            s for s in plan.sub_actions if s.method == "rl" and s.id in todo and s.id in setups
+        ]
+        review = review_rl_jobs(
+            [{"subaction": s.id, "timesteps": ctx.rl_timesteps, **setups[s.id]} for s in steps],
+            ctx,
+        )
+        if review.action == "skip":
+            return {
+                "errors": [
+                    error_record("rl_trainer", "skipped", "a reviewer skipped the RL job", s.id)
+                    for s in steps
+                ]
+            }
+        runs: list[RLRunRecord] = []
+        library: dict[str, ActionRecord] = {}
+        known: dict[str, ActionRecord] = dict(state.get("library", {}))
+        errors = []
+        for step in steps:
+            if stop_requested():
+                # Cancelled or past node_timeout: start no further training job.
+                errors.append(
+                    error_record("rl_trainer", "stopped", "the step was stopped", step.id)
+                )
+                break
+            setup = RLSetup.model_validate(setups[step.id])
+            attempt = sum(1 for r in state.get("rl_runs", []) if r["subaction"] == step.id)
+            name = action_name(step)
+            job = RLJob(
+                predicate=step.predicate,
+                shaping=setup.shaping,
+                library_dir=str(library_dir(state)),
+                action_names=setup.code_actions,
+                # Policies trained earlier in this step count as earlier actions too.
+                prelude=(
+                    earlier_actions(plan, step.id, known) if setup.start_after_previous else []
+                ),
+                episode_length=setup.episode_length,
+                timesteps=review.timesteps or ctx.rl_timesteps,
+                seed=ctx.seed,
+                n_envs=ctx.rl_n_envs,
+                algo=ctx.rl_algo,
+                observation=ctx.observation,
+                learning_rate=ctx.rl_learning_rate,
+                n_steps=ctx.rl_n_steps,
+                checkpoint_every=ctx.rl_checkpoint_every,
+                output_dir=str(Path(state["run_dir"]) / "rl" / f"{step.id}_{attempt + 1}"),
+                policy_name=name,
+                code_action_seconds=ctx.code_action_seconds,
+                code_action_max_steps=ctx.code_action_max_steps,
+                privileged=ctx.privileged,
+            )
+            log.info(
+                "training", subaction=step.id, timesteps=job.timesteps, actions=setup.code_actions
+            )
+            try:
+                result = RLResult.model_validate(rl_pipeline.invoke(job.model_dump(mode="json")))
+            except Exception as exc:  # a failed job must not lose the rest of the run
+                log.warning("training_failed", subaction=step.id, error=repr(exc))
+                errors.append(error_record("rl_trainer", "training_failed", repr(exc), step.id))
+                continue
+            lib = ActionLibrary(library_dir(state))
+            lib.add_policy(
+                name,
+                result.policy_path,
+                predicate=step.predicate,
+                action_names=result.action_names,
+                subaction=step.id,
+                description=step.description,
+                max_steps=ctx.subaction_max_steps,
+                algo=result.algo,
+                observation=ctx.observation,
+            )
+            library[name] = lib.record(name)
+            known[name] = library[name]
+            runs.append(result.to_record(step.id))
+        return {"rl_runs": runs, "library": library, "errors": errors}

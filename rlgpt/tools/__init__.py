@@ -1,0 +1,1 @@
+"""Tools: the RL pipeline, the code-action sandbox, evaluation rollouts, the action library."""

@@ -1,0 +1,612 @@
+"""The RL pipeline: SB3 PPO / MaskablePPO over primitives plus code actions, as a LangChain tool."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from langchain_core.tools import StructuredTool
+from pydantic import BaseModel, Field, field_validator, model_validator
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
+
+from rlgpt.envs.base import Predicate
+from rlgpt.graph.cancel import stop_check
+from rlgpt.graph.schemas import ShapingTerm
+from rlgpt.graph.state import RLRunRecord
+from rlgpt.logging import get_logger
+from rlgpt.tools.library import ActionLibrary, atomic_write_text
+from rlgpt.tools.sandbox import SandboxLimits
+
+log = get_logger("rlgpt.rl_pipeline")
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+class RLJob(BaseModel):
+    """One training job of the RL pipeline."""
+
+    task: str | None = Field(
+        default=None, description="Crafter task name (e.g. `crafter:place_table`); or `predicate`."
+    )
+    predicate: Predicate | None = Field(
+        default=None, description="Success condition of a sub-action (used when `task` is unset)."
+    )
+    shaping: list[ShapingTerm] = Field(
+        default_factory=list, description="Bonus per unit gained of an inventory item."
+    )
+    library_dir: str | None = Field(
+        default=None, description="Action-library root holding `action_names` and `prelude`."
+    )
+    action_names: list[str] = Field(
+        default_factory=list, description="Library actions that join the 17 primitive actions."
+    )
+    prelude: list[str] = Field(
+        default_factory=list,
+        description="Library actions run after each reset (earlier plan steps); not agent steps.",
+    )
+    episode_length: int = Field(default=500, ge=10, le=10_000, description="Env steps per episode.")
+    timesteps: int = Field(
+        default=20_000,
+        ge=1,
+        description="Env-step budget: every env step a code action takes counts.",
+    )
+    seed: int = Field(default=0, ge=0, description="Training seed (env worlds and SB3).")
+    n_envs: int = Field(default=1, ge=1, le=16, description="Parallel env workers.")
+    algo: Literal["auto", "ppo", "maskable_ppo"] = Field(
+        default="auto", description="`auto` = MaskablePPO when an action defines `available`."
+    )
+    observation: Literal["symbolic", "pixels"] = Field(
+        default="symbolic", description="Policy observation (MLP on symbolic, CNN on pixels)."
+    )
+    learning_rate: float = Field(default=3e-4, gt=0, description="PPO learning rate.")
+    n_steps: int = Field(default=256, ge=8, description="PPO rollout length per env.")
+    batch_size: int = Field(default=64, ge=8, description="PPO minibatch size.")
+    n_epochs: int = Field(default=4, ge=1, description="PPO epochs per update.")
+    ent_coef: float = Field(default=0.01, ge=0, description="PPO entropy bonus.")
+    output_dir: str = Field(default="runs/rl", description="Where policy, curve and logs go.")
+    policy_name: str = Field(
+        default="policy",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="File stem of the saved policy.",
+    )
+    checkpoint_every: int = Field(
+        default=5_000,
+        ge=0,
+        description="Env steps between two resumable checkpoints in `output_dir` (0 = none); "
+        "a job restarted on the same `output_dir` continues from the last one.",
+    )
+    progress_every: int = Field(
+        default=1_000, ge=1, description="Env steps between two progress events."
+    )
+    code_action_seconds: float = Field(
+        default=10.0, gt=0, description="Wall-time budget of one code-action call."
+    )
+    code_action_max_steps: int = Field(
+        default=300, ge=1, description="Env-step budget of one code-action call (upper bound)."
+    )
+    privileged: bool = Field(default=False, description="Let skills read the full world map.")
+
+    @field_validator("shaping", mode="before")
+    @classmethod
+    def _shaping_pairs(cls, value: Any) -> Any:
+        # Accept (item, weight) pairs as well as ShapingTerm objects / dicts.
+        if isinstance(value, list | tuple):
+            return [
+                {"item": v[0], "weight": v[1]} if isinstance(v, list | tuple) else v for v in value
+            ]
+        return value
+
+    @model_validator(mode="after")
+    def _task_or_predicate(self) -> RLJob:
+        if (self.task is None) == (self.predicate is None):
+            raise ValueError("set exactly one of `task` and `predicate`")
+        if (self.action_names or self.prelude) and not self.library_dir:
+            raise ValueError("`library_dir` is needed for library actions and preludes")
+        return self
+
+
+class RLResult(BaseModel):
+    """What a training job produced."""
+
+    policy_path: str = Field(description="Saved SB3 zip.")
+    action_names: list[str] = Field(description="Library actions after the primitives.")
+    algo: str = Field(description="`ppo` or `maskable_ppo`.")
+    env_steps: int = Field(description="Env steps taken by agent steps (the budgeted count).")
+    prelude_env_steps: int = Field(description="Env steps spent in preludes (not budgeted).")
+    agent_steps: int = Field(description="Agent decisions (a code action is one).")
+    episodes: int = Field(description="Finished training episodes.")
+    wall_time: float = Field(description="Seconds of training (env set-up included).")
+    steps_per_second: float = Field(description="Env steps per second of training.")
+    train_success_rate: float = Field(description="Success rate of the last 20 episodes.")
+    stopped_early: bool = Field(description="Stopped by `should_stop` before the budget.")
+    curve_path: str = Field(
+        description="JSON list, one record per episode: episode, env_steps (training total at "
+        "its end), length, agent_steps, return, success."
+    )
+    tensorboard_dir: str = Field(description="SB3 TensorBoard logs; empty when unavailable.")
+    tensorboard_note: str = Field(default="", description="Why there are no TensorBoard logs.")
+    vec_env: str = Field(description="`subproc` (code runs in workers) or `dummy`.")
+    resumed_from: int = Field(
+        default=0, description="Env steps already done by an interrupted earlier attempt."
+    )
+
+    def to_record(self, subaction: str) -> RLRunRecord:
+        """The graph-state record of this run."""
+        return RLRunRecord(
+            subaction=subaction,
+            policy_path=self.policy_path,
+            action_names=self.action_names,
+            algo=self.algo,
+            env_steps=self.env_steps,
+            agent_steps=self.agent_steps,
+            wall_time=self.wall_time,
+            steps_per_second=self.steps_per_second,
+            train_success_rate=self.train_success_rate,
+            stopped_early=self.stopped_early,
+            curve_path=self.curve_path,
+            tensorboard_dir=self.tensorboard_dir,
+        )
+
+
+@dataclass
+class EnvFactory:
+    """Picklable env constructor run inside each env worker."""
+
+    job: dict[str, Any]
+    rank: int
+
+    def __call__(self) -> Any:
+        """Build CrafterEnv (+ PredicateTask) wrapped in OptionsEnv."""
+        import torch
+
+        # Policy actions may run torch inside workers; keep each to one core.
+        torch.set_num_threads(1)
+        return make_training_env(RLJob.model_validate(self.job))
+
+
+def make_training_env(job: RLJob) -> Any:
+    """The env a job trains on: Crafter, the sub-task reward, and the options wrapper."""
+    from rlgpt.envs.crafter import SCORE_TASK, CrafterConfig, CrafterEnv
+    from rlgpt.envs.options import OptionsEnv, PredicateTask
+
+    shaping = tuple((t.item, t.weight) for t in job.shaping)
+    if job.task is not None:
+        config = CrafterConfig(
+            task=job.task,
+            observation=job.observation,
+            episode_length=job.episode_length,
+            privileged=job.privileged,
+            terminate_on_success=True,
+            shaping=shaping,
+        )
+        env: Any = CrafterEnv(config)
+    else:
+        # The score task's native reward is discarded; PredicateTask pays success + shaping.
+        config = CrafterConfig(
+            task=SCORE_TASK,
+            observation=job.observation,
+            episode_length=job.episode_length,
+            privileged=job.privileged,
+        )
+        if job.predicate is None:
+            raise ValueError("a job needs a task or a predicate")
+        env = PredicateTask(CrafterEnv(config), job.predicate, shaping=shaping)
+    limits = SandboxLimits(
+        wall_seconds=job.code_action_seconds, max_steps=job.code_action_max_steps
+    )
+    return OptionsEnv(
+        env,
+        job.library_dir,
+        job.action_names,
+        limits=limits,
+        prelude=job.prelude,
+    )
+
+
+def resolve_algo(job: RLJob) -> Literal["ppo", "maskable_ppo"]:
+    """`auto` picks MaskablePPO when a code action in the action space defines `available`."""
+    if job.algo != "auto":
+        return job.algo
+    if not job.action_names or job.library_dir is None:
+        return "ppo"
+    library = ActionLibrary(job.library_dir)
+    maskable = any(library.get(n).has_available for n in job.action_names)
+    return "maskable_ppo" if maskable else "ppo"
+
+
+def _tensorboard_available() -> bool:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class RLProgressCallback(BaseCallback):
+    """Counts env steps, records episodes, streams progress and stops at the env-step budget."""
+
+    def __init__(
+        self,
+        policy_name: str,
+        budget: int,
+        every: int,
+        on_progress: ProgressFn | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        checkpoint: Callable[[RLProgressCallback], None] | None = None,
+        checkpoint_every: int = 0,
+    ) -> None:
+        super().__init__(verbose=0)
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
+        self._next_checkpoint = checkpoint_every
+        self.policy_name = policy_name
+        self.budget = budget
+        self.every = every
+        self.on_progress = on_progress
+        self.should_stop = should_stop
+        self.env_steps = 0
+        self.prelude_env_steps = 0
+        self.agent_steps = 0
+        self.episodes: list[dict[str, Any]] = []
+        self.recent: deque[dict[str, Any]] = deque(maxlen=20)
+        self.stopped_early = False
+        self.code_action_errors = 0
+        self._next_emit = every
+        self._started = time.monotonic()
+
+    def _on_training_start(self) -> None:
+        self._started = time.monotonic()
+
+    def _on_step(self) -> bool:
+        infos: list[dict[str, Any]] = self.locals.get("infos", [])
+        for info in infos:
+            self.agent_steps += 1
+            self.env_steps += int(info.get("env_steps", 1))
+            self.prelude_env_steps += int(info.get("prelude_env_steps", 0))
+            if "code_action_error" in info:
+                self.code_action_errors += 1
+            summary = info.get("episode_summary")
+            if summary is not None:
+                record = {
+                    "episode": len(self.episodes) + 1,
+                    "env_steps": self.env_steps,
+                    "length": int(summary["env_steps"]),
+                    "agent_steps": int(summary["agent_steps"]),
+                    "return": float(summary["return"]),
+                    "success": bool(summary["success"]),
+                }
+                self.episodes.append(record)
+                self.recent.append(record)
+        if self.env_steps >= self._next_emit:
+            self._emit()
+            self._next_emit = (self.env_steps // self.every + 1) * self.every
+        if self.checkpoint is not None and 0 < self._next_checkpoint <= self.env_steps:
+            self.checkpoint(self)
+            every = self.checkpoint_every
+            self._next_checkpoint = (self.env_steps // every + 1) * every
+        if self.env_steps >= self.budget:
+            return False
+        if self.should_stop is not None and self.should_stop():
+            self.stopped_early = True
+            return False
+        return True
+
+    def _on_training_end(self) -> None:
+        self._emit(final=True)
+
+    def counters(self) -> dict[str, Any]:
+        """What a resumed job needs to continue counting where this one stopped."""
+        return {
+            "env_steps": self.env_steps,
+            "prelude_env_steps": self.prelude_env_steps,
+            "agent_steps": self.agent_steps,
+            "code_action_errors": self.code_action_errors,
+            "episodes": self.episodes,
+        }
+
+    def restore(self, counters: dict[str, Any]) -> None:
+        """Continue from a checkpoint's counters."""
+        self.env_steps = int(counters["env_steps"])
+        self.prelude_env_steps = int(counters["prelude_env_steps"])
+        self.agent_steps = int(counters["agent_steps"])
+        self.code_action_errors = int(counters["code_action_errors"])
+        self.episodes = list(counters["episodes"])
+        self.recent.extend(self.episodes[-20:])
+        self._next_emit = (self.env_steps // self.every + 1) * self.every
+        if self.checkpoint_every:
+            every = self.checkpoint_every
+            self._next_checkpoint = (self.env_steps // every + 1) * every
+
+    @property
+    def success_rate(self) -> float:
+        """Success rate of the last 20 finished episodes (0 when none finished)."""
+        if not self.recent:
+            return 0.0
+        return sum(bool(e["success"]) for e in self.recent) / len(self.recent)
+
+    @property
+    def mean_return(self) -> float:
+        """Mean return of the last 20 finished episodes."""
+        if not self.recent:
+            return 0.0
+        return sum(float(e["return"]) for e in self.recent) / len(self.recent)
+
+    def progress(self, final: bool = False) -> dict[str, Any]:
+        """The current progress event."""
+        elapsed = max(time.monotonic() - self._started, 1e-9)
+        return {
+            "event": "rl_progress",
+            "policy": self.policy_name,
+            "env_steps": self.env_steps,
+            "agent_steps": self.agent_steps,
+            "budget": self.budget,
+            "episodes": len(self.episodes),
+            "success_rate": round(self.success_rate, 4),
+            "mean_return": round(self.mean_return, 4),
+            "steps_per_second": round(self.env_steps / elapsed, 1),
+            "code_action_errors": self.code_action_errors,
+            "final": final,
+        }
+
+    def _emit(self, final: bool = False) -> None:
+        event = self.progress(final)
+        log.info("rl_progress", **{k: v for k, v in event.items() if k != "event"})
+        if self.on_progress is not None:
+            try:
+                self.on_progress(event)
+            except Exception as exc:  # a broken listener must not end training
+                log.warning("progress_listener_failed", error=repr(exc))
+
+
+class FastDummyVecEnv(DummyVecEnv):
+    """DummyVecEnv without the deep copy of every step's infos.
+
+    SB3 deep-copies the info dicts each step (about a third of the cost of an env step
+    here); the envs of this pipeline build fresh info dicts every step, so handing them over
+    as they are is safe.
+    """
+
+    def step_wait(self) -> VecEnvStepReturn:
+        """Step every env, auto-resetting finished ones as DummyVecEnv does."""
+        for i in range(self.num_envs):
+            obs, reward, terminated, truncated, info = self.envs[i].step(self.actions[i])
+            self.buf_rews[i] = reward
+            self.buf_dones[i] = terminated or truncated
+            info["TimeLimit.truncated"] = truncated and not terminated
+            if self.buf_dones[i]:
+                info["terminal_observation"] = obs
+                obs, self.reset_infos[i] = self.envs[i].reset()
+            self._save_obs(i, obs)
+            self.buf_infos[i] = info
+        return (
+            self._obs_from_buf(),
+            np.copy(self.buf_rews),
+            np.copy(self.buf_dones),
+            list(self.buf_infos),
+        )
+
+
+def _make_vec_env(job: RLJob, subproc: bool) -> Any:
+    data = job.model_dump(mode="json")
+    factories = [EnvFactory(data, rank) for rank in range(job.n_envs)]
+    if subproc:
+        from rlgpt.envs.options import prepare_forkserver
+        from rlgpt.tools.sandbox_vec import SupervisedSubprocVecEnv
+
+        # forkserver: workers start clean (no torch threads or locks inherited from here).
+        prepare_forkserver()
+        limits = SandboxLimits(
+            wall_seconds=job.code_action_seconds, max_steps=job.code_action_max_steps
+        )
+        # A worker ended by the sandbox's hard CPU stop (or a crash) is replaced and its
+        # episode ends with a structured error; training goes on.
+        return SupervisedSubprocVecEnv(factories, start_method="forkserver", limits=limits)
+    return FastDummyVecEnv(factories)  # type: ignore[arg-type]
+
+
+def _save_model(model: Any, path: Path) -> None:
+    """Save an SB3 model so that a reader (or a killed writer) never leaves a torn zip."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".zip")
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+@dataclass
+class ResumePoint:
+    """The last resumable state of a training job: `resume.zip` + `resume.json` in its dir.
+
+    The policy is written first and the counters last, each atomically, so the JSON only
+    ever names a complete policy.
+    """
+
+    out: Path
+
+    @property
+    def policy(self) -> Path:
+        """The checkpointed policy."""
+        return self.out / "resume.zip"
+
+    @property
+    def counters(self) -> Path:
+        """The checkpointed counters and finished episodes."""
+        return self.out / "resume.json"
+
+    def save(self, callback: RLProgressCallback) -> None:
+        """Checkpoint the callback's model and counters."""
+        _save_model(callback.model, self.policy)
+        atomic_write_text(self.counters, json.dumps(callback.counters()))
+
+    def load(self) -> dict[str, Any] | None:
+        """The counters of the last checkpoint, or None when there is none (or it is unusable)."""
+        if not (self.counters.exists() and self.policy.exists()):
+            return None
+        try:
+            data: dict[str, Any] = json.loads(self.counters.read_text())
+        except (OSError, ValueError) as exc:
+            log.warning("rl_resume_unreadable", path=str(self.counters), error=repr(exc))
+            return None
+        return data
+
+
+def train_policy(
+    job: RLJob,
+    on_progress: ProgressFn | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> RLResult:
+    """Train PPO / MaskablePPO on primitives + library actions within an env-step budget.
+
+    Args:
+        job: The job description.
+        on_progress: Receives `rl_progress` event dicts during and at the end of training.
+        should_stop: Polled every agent step; True stops training (the policy is still saved).
+
+    Returns:
+        Paths and measured numbers of the run.
+    """
+    import torch
+    from stable_baselines3 import PPO
+
+    torch.set_num_threads(1)
+    # Argument checks of torch distributions cost more than the small policy's forward pass.
+    torch.distributions.Distribution.set_default_validate_args(False)
+    started = time.monotonic()
+    if job.library_dir is not None:
+        # Fail here with a clear message rather than as a dead env worker.
+        library = ActionLibrary(job.library_dir)
+        for name in [*job.action_names, *job.prelude]:
+            library.get(name)
+    algo = resolve_algo(job)
+    out = Path(job.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # Generated code must never run here: any library action means env worker processes.
+    # Plain PPO keeps its envs in-process even when there are several: one batched policy
+    # forward pass for all of them costs less than worker round trips (measured: 8 envs in
+    # one process train 2x faster than 4 envs in workers on 2 cores).
+    subproc = bool(job.action_names or job.prelude)
+    vec_env = _make_vec_env(job, subproc)
+    tb_dir, tb_note = "", ""
+    if _tensorboard_available():
+        tb_dir = str(out / "tensorboard")
+    else:
+        tb_note = "tensorboard is not installed; no TensorBoard logs were written"
+    policy = "MlpPolicy" if job.observation == "symbolic" else "CnnPolicy"
+    n_batch = job.n_steps * job.n_envs
+    kwargs: dict[str, Any] = {
+        "learning_rate": job.learning_rate,
+        "n_steps": job.n_steps,
+        "batch_size": min(job.batch_size, n_batch),
+        "n_epochs": job.n_epochs,
+        "ent_coef": job.ent_coef,
+        "seed": job.seed,
+        "device": "cpu",
+        "verbose": 0,
+        "tensorboard_log": tb_dir or None,
+    }
+    resume = ResumePoint(out)
+    callback = RLProgressCallback(
+        job.policy_name,
+        job.timesteps,
+        job.progress_every,
+        on_progress,
+        should_stop,
+        checkpoint=resume.save if job.checkpoint_every else None,
+        checkpoint_every=job.checkpoint_every,
+    )
+    try:
+        if algo == "maskable_ppo":
+            from sb3_contrib import MaskablePPO
+
+            algo_cls: Any = MaskablePPO
+        else:
+            algo_cls = PPO
+        counters = resume.load() if job.checkpoint_every else None
+        if counters is not None:
+            # An earlier attempt was interrupted: continue from its last saved policy.
+            model: Any = algo_cls.load(
+                resume.policy, env=vec_env, device="cpu", tensorboard_log=tb_dir or None
+            )
+            callback.restore(counters)
+            log.info("rl_resumed", policy=job.policy_name, env_steps=callback.env_steps)
+        else:
+            model = algo_cls(policy, vec_env, **kwargs)
+        resumed_from = callback.env_steps
+        # Agent steps never exceed env steps, so the env-step budget ends training first.
+        remaining = job.timesteps - callback.env_steps
+        if remaining > 0:
+            model.learn(
+                total_timesteps=remaining,
+                callback=callback,
+                tb_log_name=job.policy_name,
+                progress_bar=False,
+                reset_num_timesteps=counters is None,
+            )
+        policy_path = out / f"{job.policy_name}.zip"
+        _save_model(model, policy_path)
+        if job.checkpoint_every:
+            resume.save(callback)
+    finally:
+        vec_env.close()
+    wall = time.monotonic() - started
+    curve_path = out / f"{job.policy_name}.curve.json"
+    # One record per finished episode; `env_steps` is the training total when it ended.
+    atomic_write_text(curve_path, json.dumps(callback.episodes, indent=1) + "\n")
+    return RLResult(
+        policy_path=str(policy_path.resolve()),
+        action_names=list(job.action_names),
+        algo=algo,
+        env_steps=callback.env_steps,
+        prelude_env_steps=callback.prelude_env_steps,
+        agent_steps=callback.agent_steps,
+        episodes=len(callback.episodes),
+        wall_time=round(wall, 3),
+        steps_per_second=round(callback.env_steps / max(wall, 1e-9), 1),
+        train_success_rate=callback.success_rate,
+        stopped_early=callback.stopped_early,
+        curve_path=str(curve_path.resolve()),
+        tensorboard_dir=str(Path(tb_dir).resolve()) if tb_dir else "",
+        tensorboard_note=tb_note,
+        vec_env="subproc" if subproc else "dummy",
+        resumed_from=resumed_from,
+    )
+
+
+def _stream_writer() -> ProgressFn | None:
+    """LangGraph's custom-stream writer inside a graph run; None outside one."""
+    try:
+        from langgraph.config import get_stream_writer
+
+        return get_stream_writer()
+    except (RuntimeError, ImportError, KeyError):
+        return None
+
+
+def _run_rl_pipeline(**kwargs: Any) -> dict[str, Any]:
+    job = RLJob.model_validate(kwargs)
+    result = train_policy(job, on_progress=_stream_writer(), should_stop=stop_check())
+    return result.model_dump()
+
+
+rl_pipeline = StructuredTool.from_function(
+    func=_run_rl_pipeline,
+    name="rl_pipeline",
+    description=(
+        "Train a PPO / MaskablePPO policy on Crafter whose action space is the 17 primitive "
+        "actions plus the named library actions (code actions run as options). Returns the "
+        "saved policy path and measured numbers; streams `rl_progress` events."
+    ),
+    args_schema=RLJob,
+)

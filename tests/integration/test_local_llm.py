@@ -1,0 +1,219 @@
+"""The model layer against the real embedded llama.cpp server with the bundled small model."""
+
+from __future__ import annotations
+
+import ast
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from rlgpt.envs.base import SkillParam, SkillSpec
+from rlgpt.graph.schemas import Plan, RLSetup, Verdict
+from rlgpt.llm import (
+    LLMError,
+    LLMSettings,
+    ask_code,
+    ask_structured,
+    coder_code_messages,
+    coder_rl_messages,
+    critic_messages,
+    planner_messages,
+    planner_schema,
+    rl_setup_schema,
+    skills_doc,
+    verdict_schema,
+)
+from rlgpt.llm.local_server import (
+    URL_ENV,
+    LocalServer,
+    free_port,
+    server_answers,
+    shared_base_url,
+    stop_shared_servers,
+)
+
+pytestmark = pytest.mark.integration
+
+SPECS = [
+    SkillSpec("count", (SkillParam("item", "str"),), "int", "How many are held.", "perception"),
+    SkillSpec("sees", (SkillParam("target", "str"),), "bool", "Target in view.", "perception"),
+    SkillSpec(
+        "go_to",
+        (SkillParam("target", "str"), SkillParam("max_steps", "int", default=50)),
+        "bool",
+        "Walk next to the nearest visible target.",
+        "navigation",
+        True,
+    ),
+    SkillSpec("do", (), "bool", "Interact with the facing tile.", "interaction", True),
+    SkillSpec("explore", (SkillParam("steps", "int"),), "None", "Walk around.", "navigation", True),
+]
+VOCAB = {"targets": ["tree", "water", "stone"], "items": ["wood", "stone"]}
+MANUAL = (
+    "Facing a tree and interacting gives 1 wood (achievement collect_wood). "
+    "A table is placed with 1 wood (achievement place_table)."
+)
+STEP = {
+    "id": "get_wood",
+    "description": "Collect 2 wood from trees.",
+    "predicate": {"kind": "inventory", "name": "wood", "at_least": 2},
+    "method": "code",
+}
+
+
+def local_settings(max_tokens: int) -> LLMSettings:
+    return LLMSettings(model="local:smollm2", max_tokens=max_tokens, max_retries=1, timeout=120)
+
+
+def test_plan_is_schema_constrained(local_server: LocalServer) -> None:
+    messages = planner_messages(
+        "collect_wood", "Collect one wood.", MANUAL, skills_doc(SPECS), None, None
+    )
+    vocabulary = {"achievements": ["collect_wood", "place_table"], "items": ["wood", "stone"]}
+    names = [*vocabulary["achievements"], *vocabulary["items"]]
+    schema = planner_schema(vocabulary)
+    result = ask_structured("planner", local_settings(400), Plan, messages, json_schema=schema)
+    assert isinstance(result.value, Plan) and 1 <= len(result.value.sub_actions) <= 8
+    assert all(step.predicate.name in names for step in result.value.sub_actions)
+    assert result.value.sub_actions[0].method in ("code", "rl")
+    assert result.usage["calls"] >= 1 and result.usage["output_tokens"] > 0
+    assert result.usage["input_tokens"] > 100 and not result.cached
+
+
+def test_rl_setup_and_verdict(local_server: LocalServer) -> None:
+    setup = ask_structured(
+        "coder",
+        local_settings(200),
+        RLSetup,
+        coder_rl_messages(STEP, ["find_tree"], None),
+        json_schema=rl_setup_schema(["find_tree"], ["wood", "stone"]),
+    )
+    assert 10 <= setup.value.episode_length <= 10000
+    assert set(setup.value.code_actions) <= {"find_tree"}
+    evaluation = {
+        "task_success_rate": 0.2,
+        "episodes": 5,
+        "subaction_success": {"get_wood": 0.2},
+        "failures": [{"subaction": "get_wood", "reason": "no tree in view"}],
+    }
+    verdict = ask_structured(
+        "critic",
+        local_settings(200),
+        Verdict,
+        critic_messages("collect_wood", {"sub_actions": [STEP]}, evaluation, []),
+        json_schema=verdict_schema(["get_wood"]),
+    )
+    assert verdict.value.route in ("coder", "planner", "end")
+    assert set(verdict.value.subaction_ids) <= {"get_wood"}
+
+
+def test_code_action_through_the_grammar(local_server: LocalServer) -> None:
+    messages = coder_code_messages(STEP, MANUAL, skills_doc(SPECS), None, None)
+    result = ask_code("coder", local_settings(300), messages, skill_specs=SPECS, vocabulary=VOCAB)
+    code = result.value.code
+    tree = ast.parse(code)
+    compile(tree, "<code_action>", "exec")
+    assert [type(n) for n in tree.body] == [ast.FunctionDef]
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+    assert calls
+    names = {s.name for s in SPECS}
+    for call in calls:
+        func = call.func
+        if isinstance(func, ast.Name):
+            assert func.id == "range"
+            continue
+        assert isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
+        assert func.value.id == "api" and func.attr in names
+        assert all(isinstance(arg, ast.Constant) for arg in call.args)
+
+
+def test_unreachable_endpoint_fails_fast() -> None:
+    port = free_port()
+    settings = LLMSettings(model=f"http://127.0.0.1:{port}/v1#m", max_retries=1, timeout=5)
+    started = time.monotonic()
+    with pytest.raises(LLMError) as info:
+        ask_structured("critic", settings, Verdict, critic_messages("t", {}, {}, []))
+    assert info.value.kind == "unreachable"
+    assert time.monotonic() - started < 5
+
+
+def test_shared_server_starts_once_and_stops(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(URL_ENV, raising=False)
+    urls: list[str] = []
+    threads = [threading.Thread(target=lambda: urls.append(shared_base_url())) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert len(urls) == 3 and len(set(urls)) == 1
+        assert server_answers(urls[0])
+    finally:
+        stop_shared_servers()
+    assert not server_answers(urls[0], timeout=1.0)
+
+
+def _stop_in_child(server: LocalServer) -> None:
+    server.stop()
+
+
+def test_forked_copy_never_stops_the_server(local_server: LocalServer) -> None:
+    url = local_server.base_url
+    child = multiprocessing.get_context("fork").Process(target=_stop_in_child, args=(local_server,))
+    child.start()
+    child.join(timeout=30)
+    assert child.exitcode == 0
+    assert local_server.running and server_answers(url)
+
+
+_CHILD = """
+import os, sys, time
+from rlgpt.llm.local_server import shared_base_url
+from rlgpt.llm.local_server import _shared
+url = shared_base_url()
+print(_shared["smollm2"].process.pid, url, flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_server_dies_with_its_host(sig: signal.Signals, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != URL_ENV}
+    host = subprocess.Popen(
+        [sys.executable, "-c", _CHILD], stdout=subprocess.PIPE, env=env, cwd=tmp_path
+    )
+    try:
+        assert host.stdout is not None
+        pid_text, url = host.stdout.readline().decode().split()
+        server_pid = int(pid_text)
+        assert server_answers(url)
+        host.send_signal(sig)
+        assert host.wait(timeout=30) == -sig
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and _alive(server_pid):
+            time.sleep(0.2)
+        assert not _alive(server_pid)
+    finally:
+        if host.poll() is None:
+            host.kill()
+            host.wait()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone for good; it only waits for its (dead) parent to be reaped.
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split()[2] != "Z"
+    except OSError:
+        return False

@@ -1,0 +1,114 @@
+"""The Crafter score and the learning table against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from rlgpt.bench import achievement_rates, crafter_score, mean_and_spread
+from rlgpt.bench.score import ACHIEVEMENTS
+from rlgpt.bench.writers import ANCHORS, learning_markdown, learning_rows
+from rlgpt.tools.evaluate import crafter_score as evaluate_score
+
+
+def test_score_extremes_and_uniform_rates() -> None:
+    assert crafter_score({}) == 0.0
+    assert crafter_score(dict.fromkeys(ACHIEVEMENTS, 1.0)) == pytest.approx(100.0)
+    # Equal rates everywhere: the geometric mean of (1 + 50) is 51, so the score is 50.
+    assert crafter_score(dict.fromkeys(ACHIEVEMENTS, 0.5)) == pytest.approx(50.0)
+
+
+def test_score_hand_computed() -> None:
+    # One achievement always, the rest never: 101 ** (1/22) - 1 = 0.233404...
+    assert crafter_score({"collect_wood": 1.0}) == pytest.approx(0.233404, abs=1e-6)
+    # 90 % and 50 %: (91 * 51) ** (1/22) - 1 = 0.467791...
+    rates = {"collect_wood": 0.9, "place_table": 0.5}
+    assert crafter_score(rates) == pytest.approx((91 * 51) ** (1 / 22) - 1)
+    assert crafter_score(rates) == pytest.approx(0.467791, abs=1e-6)
+    # The score is not the arithmetic mean of the percentages (which would be 6.36).
+    assert crafter_score(rates) < sum(rates.values()) * 100 / 22
+    assert crafter_score(rates) == pytest.approx(evaluate_score(rates))
+
+
+def test_score_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        crafter_score({"collect_wood": 90.0})
+    with pytest.raises(ValueError, match="unknown achievements"):
+        crafter_score({"collect_gold": 0.5})
+
+
+def test_achievement_rates_from_episode_infos_and_names() -> None:
+    episodes = [
+        {"collect_wood": 2, "place_table": 0},
+        {"collect_wood": 1, "place_table": 1},
+        ["collect_wood"],
+        [],
+    ]
+    rates = achievement_rates(episodes)
+    assert set(rates) == set(ACHIEVEMENTS)
+    assert rates["collect_wood"] == 0.75
+    assert rates["place_table"] == 0.25
+    assert rates["collect_diamond"] == 0.0
+    assert achievement_rates([]) == dict.fromkeys(ACHIEVEMENTS, 0.0)
+
+
+def test_mean_and_spread() -> None:
+    assert mean_and_spread([]) == (0.0, 0.0)
+    assert mean_and_spread([3.0]) == (3.0, 0.0)
+    mean, std = mean_and_spread([1.0, 2.0, 3.0])
+    assert mean == 2.0
+    assert std == pytest.approx(1.0)
+
+
+def _result(origin: str) -> dict[str, object]:
+    run = {
+        "seed": 0,
+        "score": 4.0,
+        "episodes": 10,
+        "env_steps": 5000,
+        "wall_time": 10.0,
+        "steps_per_second": 500.0,
+    }
+    rates = dict.fromkeys(ACHIEVEMENTS, 0.0) | {"collect_wood": 0.8}
+    return {
+        "config": {
+            "budget": 5000,
+            "budget_name": "5k",
+            "episode_length": 10_000,
+            "privileged": False,
+            "library": "/tmp/lib",
+            "library_origin": origin,
+        },
+        "methods": [
+            {
+                "key": "c",
+                "label": "code actions alone [scripted baseline library]",
+                "budget_env_steps": 5000,
+                "score_mean": 4.0,
+                "score_std": 1.5,
+                "achievements_mean": rates,
+                "runs": [run, {**run, "seed": 1}],
+            }
+        ],
+    }
+
+
+def test_learning_table_places_results_beside_anchors() -> None:
+    result = _result("scripted baseline (hand-written library, not produced by the model)")
+    rows = learning_rows(result)
+    assert len(rows) == len(ANCHORS) + 1
+    assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
+    ours = next(r for r in rows if r["ours"])
+    # 4.0 sits between PPO (SB3) 4.6 and Random 1.6.
+    names = [r["method"] for r in rows]
+    assert names.index(ours["method"]) == names.index("PPO (SB3)") + 1
+    text = learning_markdown(result)
+    assert "**4.0 ± 1.5**" in text
+    assert "| Human experts | 50.5 |" in text
+    assert "AdaRefiner | 28.2 | 5M" in text
+    assert "scripted baseline" in text
+    assert "privileged full-map mode: not used" in text
+    assert "collect_diamond (human 12%)" in text
+    assert "| collect_wood | 80.0 |" in text
+    assert math.isclose(crafter_score({"collect_wood": 0.8}), 0.2210946, abs_tol=1e-6)

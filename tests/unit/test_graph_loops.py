@@ -1,0 +1,192 @@
+"""The whole graph, driven by a scripted chat model, through the inner and the outer loop.
+
+Everything but the model is real: Crafter, the sandboxed code actions, SB3, the critic's
+held-out rollouts and the report.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+
+from rlgpt import plugins
+from rlgpt.graph.builder import builder
+from rlgpt.graph.context import Context
+from tests.fakes import ScriptedBackend, ScriptedChatModel
+
+GOOD_CODE = """def run(api):
+    while api.count("wood") < 1:
+        if api.seen("tree"):
+            api.move_to("tree")
+            api.do()
+        else:
+            api.explore(10)
+    return True
+"""
+
+# Passes the static check, then fails at run time on every call (an undefined name).
+BROKEN_CODE = """def run(api):
+    while api.count("wood") < wood_needed:
+        api.move_to("tree")
+        api.do()
+    return True
+"""
+
+
+def plan(*steps: tuple[str, str, str, str]) -> str:
+    """A plan answer: (id, predicate kind, predicate name, method) per step."""
+    return json.dumps(
+        {
+            "sub_actions": [
+                {
+                    "id": sid,
+                    "description": f"get {name}",
+                    "predicate": {"kind": kind, "name": name},
+                    "method": method,
+                    "reason": "test",
+                }
+                for sid, kind, name, method in steps
+            ],
+            "rationale": "scripted",
+        }
+    )
+
+
+def code(source: str) -> str:
+    return json.dumps({"code": source, "explanation": "scripted"})
+
+
+def verdict(route: str, ids: list[str] | None = None, feedback: str = "") -> str:
+    return json.dumps({"route": route, "subaction_ids": ids or [], "feedback": feedback})
+
+
+@pytest.fixture
+def scripted() -> Iterator[ScriptedChatModel]:
+    model = ScriptedChatModel(answers=[])
+    plugins.llms.register("scripted", ScriptedBackend(model))
+    yield model
+    plugins.llms.unregister("scripted")
+
+
+def run(task: str, tmp_path: Path, **settings: Any) -> tuple[dict[str, Any], list[str]]:
+    """Run the graph to the end; returns the final state and the order of the nodes."""
+    ctx = Context(
+        planner_model="scripted:planner",
+        coder_model="scripted:coder",
+        critic_model="scripted:critic",
+        runs_dir=str(tmp_path),
+        eval_episodes=3,
+        code_check_episodes=2,
+        subaction_max_steps=250,
+        code_action_max_steps=250,
+        llm_max_retries=1,
+        gif=False,
+        **settings,
+    )
+    graph = builder.compile(checkpointer=InMemorySaver())
+    config: dict[str, Any] = {"configurable": {"thread_id": "t1"}}
+    order = []
+    for update in graph.stream({"task": task}, config, context=ctx, stream_mode="updates"):
+        order.extend(update)
+    return dict(graph.get_state(config).values), order
+
+
+def test_inner_loop_fixes_a_broken_code_action(scripted: ScriptedChatModel, tmp_path: Path) -> None:
+    scripted.answers = [
+        plan(("get_wood", "achievement", "collect_wood", "code")),
+        code(BROKEN_CODE),
+        verdict("coder", ["get_wood"], "the code action crashes"),
+        code(GOOD_CODE),
+        verdict("end"),
+    ]
+    state, order = run("crafter:collect_wood", tmp_path)
+    assert order == [
+        "start", "planner", "review_plan", "coder", "rl_trainer", "critic",
+        "coder", "rl_trainer", "critic", "report",
+    ]  # fmt: skip
+    first, second = state["evaluations"]
+    assert first["task_success_rate"] == 0.0
+    assert any(f.get("error", {}).get("kind") == "runtime" for f in first["failures"])
+    assert second["task_success_rate"] >= 2 / 3
+    assert state["library"]["get_wood"]["version"] == 2
+    # The coder's second prompt carries the critic's feedback.
+    assert "the code action crashes" in str(scripted.prompts[3][-1].content)
+    assert state["verdicts"][0]["route"] == "coder"
+    assert state["verdicts"][-1]["route"] == "end"
+    assert scripted.remaining == 0
+    report = Path(state["report_path"]).read_text()
+    assert "`get_wood` v2" in report and "the code action crashes" in report
+
+
+def test_outer_loop_revises_the_plan_and_trains_a_policy(
+    scripted: ScriptedChatModel, tmp_path: Path
+) -> None:
+    scripted.answers = [
+        plan(("get_diamond", "achievement", "collect_diamond", "code")),
+        code(GOOD_CODE),
+        verdict("planner", [], "a diamond is out of reach; collect wood"),
+        plan(
+            ("get_wood", "achievement", "collect_wood", "code"),
+            ("table", "achievement", "place_table", "rl"),
+        ),
+        code(GOOD_CODE),
+        json.dumps({"code_actions": ["get_wood"], "episode_length": 100}),
+        verdict("end"),
+    ]
+    state, order = run(
+        "crafter:place_table", tmp_path, max_inner_loops=0, rl_timesteps=256, rl_n_steps=64
+    )
+    assert order.count("planner") == 2
+    assert state["outer_loops"] == 1
+    assert len(state["plan_history"]) == 2
+    assert "a diamond is out of reach" in str(scripted.prompts[3][-1].content)
+    assert [r["subaction"] for r in state["rl_runs"]] == ["table"]
+    assert state["rl_runs"][0]["env_steps"] >= 256
+    assert state["library"]["table_policy"]["kind"] == "policy"
+    assert Path(state["library"]["table_policy"]["path"]).exists()
+    first, second = state["evaluations"]
+    assert list(first["subaction_success"]) == ["get_diamond"]
+    assert list(second["subaction_success"]) == ["get_wood", "table"]
+    assert second["subaction_success"]["get_wood"] >= 2 / 3
+    assert state["verdicts"][-1]["route"] == "end"
+
+
+def test_malformed_answer_reaches_the_critic_as_an_error(
+    scripted: ScriptedChatModel, tmp_path: Path
+) -> None:
+    scripted.answers = [
+        "I think you should chop trees.",  # not JSON
+        "{'sub_actions': oops",  # retry: still not JSON
+        plan(("get_wood", "achievement", "collect_wood", "code")),
+        code(GOOD_CODE),
+        verdict("end"),
+    ]
+    state, order = run("crafter:collect_wood", tmp_path, max_inner_loops=0)
+    assert order.count("planner") == 2
+    error = state["errors"][0]
+    assert (error["node"], error["kind"]) == ("planner", "llm_invalid")
+    assert state["verdicts"][0]["route"] == "planner"
+    assert "llm_invalid" in state["verdicts"][0]["feedback"]
+    assert state["evaluations"][-1]["task_success_rate"] >= 2 / 3
+
+
+def test_plugins_switch_per_run(scripted: ScriptedChatModel, tmp_path: Path) -> None:
+    scripted.answers = [plan(("get_wood", "achievement", "collect_wood", "code")), code(GOOD_CODE)]
+    state, _ = run(
+        "crafter:collect_wood", tmp_path, critic="rules", max_inner_loops=0, max_outer_loops=0
+    )
+    assert state["verdicts"][-1]["source"] == "rules"
+    assert "critic" not in state["usage"]
+
+
+def test_unknown_task_is_a_clear_error(tmp_path: Path) -> None:
+    graph = builder.compile()
+    with pytest.raises(
+        ValueError, match=r"unknown task 'crafter:nope'; valid tasks: .*crafter:score"
+    ):
+        graph.invoke({"task": "crafter:nope"}, context=Context(runs_dir=str(tmp_path)))
