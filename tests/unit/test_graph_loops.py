@@ -7,17 +7,15 @@ held-out rollouts and the report.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
-from rlgpt import plugins
 from rlgpt.graph.builder import builder
 from rlgpt.graph.context import Context
-from tests.fakes import ScriptedBackend, ScriptedChatModel
+from tests.fakes import ScriptedChatModel
 
 GOOD_CODE = """def run(api):
     while api.count("wood") < 1:
@@ -63,14 +61,6 @@ def code(source: str) -> str:
 
 def verdict(route: str, ids: list[str] | None = None, feedback: str = "") -> str:
     return json.dumps({"route": route, "subaction_ids": ids or [], "feedback": feedback})
-
-
-@pytest.fixture
-def scripted() -> Iterator[ScriptedChatModel]:
-    model = ScriptedChatModel(answers=[])
-    plugins.llms.register("scripted", ScriptedBackend(model))
-    yield model
-    plugins.llms.unregister("scripted")
 
 
 def run(task: str, tmp_path: Path, **settings: Any) -> tuple[dict[str, Any], list[str]]:

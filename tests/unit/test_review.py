@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
-from rlgpt import plugins
 from rlgpt.graph.builder import builder
 from rlgpt.graph.context import Context
-from tests.fakes import ScriptedBackend, ScriptedChatModel
+from tests.fakes import ScriptedChatModel
 from tests.unit.test_graph_loops import GOOD_CODE, code, plan
-
-
-@pytest.fixture
-def scripted() -> Iterator[ScriptedChatModel]:
-    model = ScriptedChatModel(answers=[])
-    plugins.llms.register("scripted", ScriptedBackend(model))
-    yield model
-    plugins.llms.unregister("scripted")
 
 
 def _context(tmp_path: Any, **settings: Any) -> Context:
