@@ -137,7 +137,7 @@ RUNTIME_CASES: list[tuple[str, str, str | None, int | None, str]] = [
     ),
     (
         "growth_bomb",
-        "def run(api):\n    x = []\n    while True:\n        x.append('y' * 10 ** 6)\n",
+        "def run(api):\n    x = []\n    while True:\n        x.append('y' * 10 ** 8)\n",
         "memory",
         4,
         "",
