@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rlgpt.bench.baseline_library import ORIGIN, SCRIPTED_BASELINE, write_scripted_baseline
 from rlgpt.logging import get_logger
 
 log = get_logger("rlgpt.bench")
@@ -52,7 +53,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "alone, d = full planner/coder/RL/critic loop (default: a,b,c with --library, else a).",
     )
     parser.add_argument(
-        "--library", type=Path, help="Action-library directory for methods b and c."
+        "--library",
+        help="Action-library directory for methods b and c, or `scripted-baseline` for the "
+        "hand-written library of rlgpt/bench/baseline_library.py (reported as such).",
     )
     parser.add_argument(
         "--code-actions", default="", help="Comma-separated library code actions (default: all)."
@@ -86,6 +89,14 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "--compare-with",
         type=Path,
         help="Earlier throughput JSON: also write a before/after table next to the new one.",
+    )
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        metavar="JSON",
+        help="Learning JSON files of one budget (e.g. methods run in parallel): write one "
+        "table of them all instead of running.",
     )
     parser.add_argument(
         "--out", type=Path, default=Path("bench/results"), help="Results directory."
@@ -136,9 +147,15 @@ def run_throughput_suite(args: argparse.Namespace) -> dict[str, Path]:
     return paths
 
 
+def _library_dir(value: str | None) -> str | None:
+    """The `--library` directory, resolved; the scripted baseline is written later."""
+    if not value or value == SCRIPTED_BASELINE:
+        return value
+    return str(Path(value).resolve())
+
+
 def run_learning_suite(args: argparse.Namespace) -> dict[str, Path]:
     """Run the learning suite and write its files; returns their paths by kind."""
-    from rlgpt.bench import writers
     from rlgpt.bench.learning import LearningConfig, run_learning
 
     budget_name = "quick" if args.quick else "full"
@@ -155,7 +172,7 @@ def run_learning_suite(args: argparse.Namespace) -> dict[str, Path]:
         seeds=_ints(args.seeds),
         methods=_names(args.methods or ("a,b,c" if args.library else "a")),
         episode_length=episode_length,
-        library=str(args.library.resolve()) if args.library else None,
+        library=_library_dir(args.library),
         code_actions=_names(args.code_actions),
         n_envs=args.n_envs,
         n_steps=128 if args.quick else 256,
@@ -164,13 +181,31 @@ def run_learning_suite(args: argparse.Namespace) -> dict[str, Path]:
         graph_context=graph_context,
     )
     tag = args.tag or budget_name
-    out: Path = args.out
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="rlgpt-bench-") as scratch:
+        if args.library == SCRIPTED_BASELINE:
+            config.library = str(write_scripted_baseline(Path(scratch) / SCRIPTED_BASELINE))
+            config.library_origin = ORIGIN
         measured = run_learning(config, Path(scratch))
+    measured["wall_time"] = round(time.monotonic() - started, 1)
+    return _write_learning(measured, args.out, tag)
+
+
+def merge_learning_files(args: argparse.Namespace) -> dict[str, Path]:
+    """`--merge`: one learning table from several result files of the same budget."""
+    from rlgpt.bench.learning import merge_learning
+
+    results = [json.loads(Path(p).read_text()) for p in args.merge]
+    merged = merge_learning(results)
+    return _write_learning(merged, args.out, args.tag or f"{merged['config']['budget_name']}")
+
+
+def _write_learning(measured: dict[str, Any], out: Path, tag: str) -> dict[str, Path]:
+    from rlgpt.bench import writers
+
     result = {
         **writers.envelope("learning", measured["config"]),
-        "wall_time": round(time.monotonic() - started, 1),
+        "wall_time": measured["wall_time"],
         "anchors": [vars(a) for a in writers.ANCHORS],
         "methods": measured["methods"],
     }
@@ -188,6 +223,10 @@ def run_bench(args: argparse.Namespace) -> int:
     suites = list(dict.fromkeys(args.suites or SUITES))
     written: dict[str, dict[str, Path]] = {}
     try:
+        if args.merge:
+            suites = []
+            written["learning"] = merge_learning_files(args)
+            log.info("bench_merged", files=[str(p) for p in written["learning"].values()])
         for suite in suites:
             log.info("bench_suite_started", suite=suite, quick=bool(args.quick))
             if suite == "throughput":
@@ -197,7 +236,7 @@ def run_bench(args: argparse.Namespace) -> int:
             log.info(
                 "bench_suite_done", suite=suite, files=[str(p) for p in written[suite].values()]
             )
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, KeyError) as exc:
         log.error("bench_failed", error=str(exc))
         return 2
     return 0

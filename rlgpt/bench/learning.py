@@ -142,16 +142,8 @@ def _train(config: LearningConfig, seed: int, names: list[str], out: Path) -> di
     """PPO through the RL pipeline's env and settings, recording achievements per episode."""
     import torch
     from stable_baselines3 import PPO
-    from stable_baselines3.common.vec_env import SubprocVecEnv
 
-    from rlgpt.envs.options import prepare_forkserver
-    from rlgpt.tools.rl_pipeline import (
-        EnvFactory,
-        FastDummyVecEnv,
-        RLJob,
-        RLProgressCallback,
-        resolve_algo,
-    )
+    from rlgpt.tools.rl_pipeline import RLJob, RLProgressCallback, make_vec_env, resolve_algo
 
     torch.set_num_threads(1)
     job = RLJob(
@@ -187,25 +179,10 @@ def _train(config: LearningConfig, seed: int, names: list[str], out: Path) -> di
                     self.records.append(_episode_record(info, running))
             return go_on
 
-    data = job.model_dump(mode="json")
-    factories = [EnvFactory(data, rank) for rank in range(job.n_envs)]
-    # Generated code never runs in this process; plain PPO batches its envs in-process.
-    if names:
-        prepare_forkserver()
-        vec_env: Any = SubprocVecEnv(factories, start_method="forkserver")  # type: ignore[arg-type]
-    else:
-        vec_env = FastDummyVecEnv(factories)  # type: ignore[arg-type]
+    # The pipeline's own vec env: code actions run in supervised workers, plain PPO in-process.
+    vec_env = make_vec_env(job)
     algo = resolve_algo(job)
-    kwargs: dict[str, Any] = {
-        "learning_rate": job.learning_rate,
-        "n_steps": job.n_steps,
-        "batch_size": min(job.batch_size, job.n_steps * job.n_envs),
-        "n_epochs": job.n_epochs,
-        "ent_coef": job.ent_coef,
-        "seed": seed,
-        "device": "cpu",
-        "verbose": 0,
-    }
+    kwargs = job.ppo_kwargs()
     recorder = Recorder()
     started = time.monotonic()
     try:
@@ -230,6 +207,7 @@ def _train(config: LearningConfig, seed: int, names: list[str], out: Path) -> di
         algo=algo,
         action_names=names,
         code_action_errors=recorder.code_action_errors,
+        ppo={k: v for k, v in kwargs.items() if k not in ("seed", "verbose")},
     )
 
 
@@ -354,7 +332,8 @@ def _full_loop(config: LearningConfig, seed: int, out: Path) -> dict[str, Any]:
         "rl_jobs": len(rl_runs),
         "task": config.graph_task,
         "context": ctx.as_dict(),
-        "note": "rates over the critic's held-out evaluation episodes; env steps = RL jobs only",
+        "note": f"{len(rl_runs)} RL job(s); rates over the critic's held-out evaluation "
+        "episodes; env steps = RL jobs only",
     }
 
 
@@ -404,24 +383,61 @@ def run_learning(config: LearningConfig, out: Path) -> dict[str, Any]:
                 steps_per_second=run["steps_per_second"],
             )
             runs.append(run)
-        scores = [r["score"] for r in runs]
-        mean, std = mean_and_spread(scores)
         label = METHODS[key]
         if key in ("b", "c") and "scripted baseline" in config.library_origin:
             label += " [scripted baseline library]"
-        methods.append(
-            {
-                "key": key,
-                "label": label,
-                "budget_env_steps": config.budget,
-                "score_mean": mean,
-                "score_std": std,
-                "achievements_mean": {
-                    a: sum(r["achievements"][a] for r in runs) / len(runs)
-                    for a in runs[0]["achievements"]
-                },
-                "note": runs[0].get("note", "") if key in ("c", "d") else "",
-                "runs": runs,
-            }
-        )
+        methods.append(summarise_method(key, label, config.budget, runs))
     return {"config": {**asdict(config), "library_sources": sources}, "methods": methods}
+
+
+def summarise_method(key: str, label: str, budget: int, runs: list[dict[str, Any]]) -> dict:
+    """One method's table entry: score mean and spread over its runs, mean achievement rates."""
+    mean, std = mean_and_spread([r["score"] for r in runs])
+    return {
+        "key": key,
+        "label": label,
+        "budget_env_steps": budget,
+        "score_mean": mean,
+        "score_std": std,
+        "achievements_mean": {
+            a: sum(r["achievements"][a] for r in runs) / len(runs) for a in runs[0]["achievements"]
+        },
+        "note": runs[0].get("note", "") if key in ("c", "d") else "",
+        "runs": runs,
+    }
+
+
+def merge_learning(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Combine learning results of one budget (e.g. methods or seeds run in parallel).
+
+    Runs of the same method and label are pooled; the config lists every seed and method and
+    keeps each file's own config under `merged_from`.
+    """
+    if not results:
+        raise ValueError("nothing to merge")
+    budgets = {r["config"]["budget"] for r in results}
+    if len(budgets) != 1:
+        raise ValueError(f"cannot merge results of different budgets: {sorted(budgets)}")
+    pooled: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for result in results:
+        for method in result["methods"]:
+            pooled.setdefault((method["key"], method["label"]), []).extend(method["runs"])
+    budget = budgets.pop()
+    methods = [summarise_method(k, label, budget, runs) for (k, label), runs in pooled.items()]
+    config = dict(results[0]["config"])
+    for other in results[1:]:
+        # The library is the one of the files that used it (b, c), not of a PPO-only file.
+        if other["config"].get("library") and not config.get("library"):
+            for name in ("library", "library_origin", "code_actions", "library_sources"):
+                config[name] = other["config"].get(name)
+    config["seeds"] = sorted({s for r in results for s in r["config"]["seeds"]})
+    config["methods"] = sorted({m for r in results for m in r["config"]["methods"]})
+    config["merged_from"] = [
+        {"created": r.get("created"), "git_commit": r.get("git_commit"), "config": r["config"]}
+        for r in results
+    ]
+    return {
+        "config": config,
+        "methods": methods,
+        "wall_time": sum(float(r.get("wall_time", 0.0)) for r in results),
+    }

@@ -208,10 +208,16 @@ class CrafterEnv(gym.Env[np.ndarray, np.int64]):
         self._game._update_time()
         player.action = ACTIONS[index]
         reach = 2 * 9  # crafter updates objects within 2 * max(view) of the player
+        # Only the player's own update moves the player, so its position is read once
+        # before the loop and again after that update (crafter's order is kept).
+        px, py = player.pos.tolist()
         for obj in self._world.objects:
-            px, py = player.pos
-            ox, oy = obj.pos
-            if abs(int(ox) - int(px)) + abs(int(oy) - int(py)) < reach:
+            if obj is player:
+                obj.update()
+                px, py = player.pos.tolist()
+                continue
+            ox, oy = obj.pos.tolist()
+            if abs(ox - px) + abs(oy - py) < reach:
                 obj.update()
         if self._steps % 10 == 0:
             for chunk, objs in self._world.chunks.items():

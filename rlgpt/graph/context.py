@@ -45,7 +45,11 @@ class Context:
         "auto", "SB3 algorithm; `auto` uses MaskablePPO when code actions can be unavailable."
     )
     rl_timesteps: int = _f(20_000, "Env-step budget per RL training job (code-action steps count).")
-    rl_n_envs: int = _f(1, "Parallel env worker processes per training job.")
+    rl_n_envs: int = _f(
+        1,
+        "Envs per training job: worker processes when code actions are in the action space, "
+        "else batched in the training process.",
+    )
     rl_learning_rate: float = _f(3e-4, "PPO learning rate.")
     rl_n_steps: int = _f(256, "PPO rollout length per env.")
     rl_checkpoint_every: int = _f(

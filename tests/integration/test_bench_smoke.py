@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from rlgpt.bench import add_bench_arguments, run_bench
+from rlgpt.bench.baseline_library import ACTIONS
 from rlgpt.bench.score import ACHIEVEMENTS
 from rlgpt.tools.library import ActionLibrary
 
@@ -78,3 +79,24 @@ def test_learning_suite_requires_a_library_for_code_methods(tmp_path: Path) -> N
     args = _args("learning", "--quick", "--methods", "c", "--out", str(tmp_path))
     assert run_bench(args) == 2
     assert not (tmp_path / "learning_quick.json").exists()
+
+
+@pytest.mark.integration
+def test_scripted_baseline_runs_merge_into_one_table(tmp_path: Path) -> None:
+    for seed in ("0", "1"):
+        args = _args(
+            "learning", "--quick", "--library", "scripted-baseline", "--methods", "c",
+            "--seeds", seed, "--tag", f"c{seed}", "--out", str(tmp_path),
+        )  # fmt: skip
+        assert run_bench(args) == 0
+    files = [str(tmp_path / "learning_c0.json"), str(tmp_path / "learning_c1.json")]
+    assert run_bench(_args("--merge", *files, "--tag", "both", "--out", str(tmp_path))) == 0
+
+    merged = json.loads((tmp_path / "learning_both.json").read_text())
+    assert merged["config"]["seeds"] == [0, 1]
+    assert "rlgpt/bench/baseline_library.py" in merged["config"]["library_origin"]
+    assert sorted(merged["config"]["library_sources"]) == sorted(ACTIONS)
+    (method,) = merged["methods"]
+    assert [r["seed"] for r in method["runs"]] == [0, 1]
+    assert "scripted baseline" in method["label"]
+    assert "**" in (tmp_path / "learning_both.md").read_text()

@@ -7,6 +7,7 @@ import math
 import pytest
 
 from rlgpt.bench import achievement_rates, crafter_score, mean_and_spread
+from rlgpt.bench.learning import merge_learning
 from rlgpt.bench.score import ACHIEVEMENTS
 from rlgpt.bench.writers import ANCHORS, learning_markdown, learning_rows
 from rlgpt.tools.evaluate import crafter_score as evaluate_score
@@ -69,6 +70,7 @@ def _result(origin: str) -> dict[str, object]:
         "env_steps": 5000,
         "wall_time": 10.0,
         "steps_per_second": 500.0,
+        "achievements": dict.fromkeys(ACHIEVEMENTS, 0.0),
     }
     rates = dict.fromkeys(ACHIEVEMENTS, 0.0) | {"collect_wood": 0.8}
     return {
@@ -112,3 +114,25 @@ def test_learning_table_places_results_beside_anchors() -> None:
     assert "collect_diamond (human 12%)" in text
     assert "| collect_wood | 80.0 |" in text
     assert math.isclose(crafter_score({"collect_wood": 0.8}), 0.2210946, abs_tol=1e-6)
+
+
+def test_merge_pools_runs_of_one_budget() -> None:
+    first = _result("scripted baseline")
+    first["config"] |= {"seeds": [0, 1], "methods": ["c"]}  # type: ignore[operator]
+    second = _result("scripted baseline")
+    second["config"] |= {"seeds": [2], "methods": ["c"]}  # type: ignore[operator]
+    method = second["methods"][0]  # type: ignore[index]
+    method["runs"] = [{**method["runs"][0], "seed": 2, "score": 7.0}]
+    merged = merge_learning([first, second])
+    (pooled,) = merged["methods"]
+    assert [r["seed"] for r in pooled["runs"]] == [0, 1, 2]
+    assert pooled["score_mean"] == pytest.approx(5.0)
+    assert merged["config"]["seeds"] == [0, 1, 2]
+    assert len(merged["config"]["merged_from"]) == 2
+
+    other_budget = _result("scripted baseline")
+    other_budget["config"] |= {"budget": 9000}  # type: ignore[operator]
+    with pytest.raises(ValueError, match="different budgets"):
+        merge_learning([first, other_budget])
+    with pytest.raises(ValueError, match="nothing to merge"):
+        merge_learning([])
