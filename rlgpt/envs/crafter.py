@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
@@ -12,7 +13,16 @@ import numpy as np
 from crafter import constants, objects
 
 from rlgpt.envs.base import Predicate, SkillSpec, TaskSpec, UnknownTaskError
+from rlgpt.envs.crafter_prefetch import (
+    WorldPrefetcher,
+    WorldRecipe,
+    forget_prefetcher,
+    replay_recipe,
+    shared_prefetcher,
+    start_world,
+)
 from rlgpt.envs.crafter_worldgen import generate_world
+from rlgpt.logging import get_logger
 
 ACTIONS: list[str] = list(constants.actions)
 MATERIALS: list[str] = list(constants.materials)
@@ -38,6 +48,8 @@ DIRECTIONS: dict[tuple[int, int], str] = {
     (0, 1): "down",
 }
 VIEW: tuple[int, int] = (9, 7)  # crafter's local view: 9 wide, 7 high (two rows show items)
+log = get_logger("rlgpt.envs.crafter")
+
 SCORE_TASK = "crafter:score"
 
 
@@ -65,6 +77,11 @@ class CrafterConfig:
         (), "(inventory item, reward per unit gained); each unit is paid once per episode."
     )
     area: tuple[int, int] = _described((64, 64), "World size in cells (crafter's default 64x64).")
+    prefetch_worlds: bool = _described(
+        False,
+        "Generate the next episode's world in a helper process while this one runs (the same "
+        "worlds; resets get ~10x cheaper). For envs stepped in the training process.",
+    )
 
     def __post_init__(self) -> None:
         if self.observation not in ("symbolic", "pixels"):
@@ -157,6 +174,8 @@ class CrafterEnv(gym.Env[np.ndarray, np.int64]):
         self._task_done = False
         self._shaping_max: dict[str, int] = {}
         self._view_cache: tuple[np.ndarray, np.ndarray] | None = None
+        # (world seed, helper, ticket) of the next world asked for
+        self._pending_world: tuple[int, WorldPrefetcher, int] | None = None
         from rlgpt.envs.skills.memory import MemoryMap  # the skills package imports this module
 
         self._memory = MemoryMap(self.area)
@@ -177,14 +196,17 @@ class CrafterEnv(gym.Env[np.ndarray, np.int64]):
             self._seed = int(self.np_random.integers(0, 2**31 - 1))
         self._episode += 1
         world = self._world
-        world.reset(seed=hash((self._seed, self._episode)) % (2**31 - 1))
+        world_seed = _world_seed(self._seed, self._episode)
+        recipe = self._take_prefetched(world_seed)
+        player = start_world(world, world_seed)
+        if recipe is not None:
+            replay_recipe(world, player, recipe)
+        else:
+            generate_world(world, player)
+        self._prefetch(_world_seed(self._seed, self._episode + 1))
         self._steps = 0
         self._game._step = 0
         self._game._update_time()
-        center = (world.area[0] // 2, world.area[1] // 2)
-        player = objects.Player(world, center)
-        world.add(player)
-        generate_world(world, player)
         self._player = player
         self._game._player = player
         self._last_health = player.health
@@ -393,6 +415,31 @@ class CrafterEnv(gym.Env[np.ndarray, np.int64]):
         return self._memory
 
     # ----------------------------------------------------------------- helpers
+    def _prefetch(self, world_seed: int) -> None:
+        """Have the next world generated in the helper process (when enabled)."""
+        if not self.config.prefetch_worlds:
+            return
+        prefetcher = shared_prefetcher(self.area)
+        if prefetcher is not None:
+            self._pending_world = (world_seed, prefetcher, prefetcher.request(world_seed))
+
+    def _take_prefetched(self, world_seed: int) -> WorldRecipe | None:
+        """The prefetched world when it is this one; None when there is none (or it is stale)."""
+        pending, self._pending_world = self._pending_world, None
+        if pending is None:
+            return None
+        seed, prefetcher, ticket = pending
+        if prefetcher.owner != os.getpid():
+            return None  # asked for by the parent of this forked process
+        try:
+            recipe = prefetcher.take(ticket)
+        except (EOFError, OSError, KeyError) as exc:
+            log.warning("world_prefetch_failed", error=repr(exc))
+            forget_prefetcher(self.area)
+            return None
+        # A reset with an explicit seed starts another sequence of worlds.
+        return recipe if seed == world_seed else None
+
     def _balance_chunk(self, chunk: tuple[int, int, int, int], objs: set[Any]) -> None:
         """Spawn/despawn creatures in one chunk with crafter's rates (see crafter.Env)."""
         world, player = self._world, self._require_player()
@@ -482,6 +529,11 @@ class CrafterEnv(gym.Env[np.ndarray, np.int64]):
             "env_steps": 1,
             "health": int(player.health),
         }
+
+
+def _world_seed(seed: int, episode: int) -> int:
+    """The world seed crafter derives from an env seed and an episode index."""
+    return hash((seed, episode)) % (2**31 - 1)
 
 
 def _config_from(config: Any) -> CrafterConfig:

@@ -10,6 +10,7 @@ from stable_baselines3.common.env_checker import check_env
 
 from rlgpt.envs.base import EnvAdapter, UnknownTaskError
 from rlgpt.envs.crafter import CrafterAdapter, CrafterConfig, CrafterEnv
+from rlgpt.envs.crafter_prefetch import shared_prefetcher
 from rlgpt.envs.crafter_worldgen import generate_world
 from rlgpt.envs.skills.api import SkillAPI
 
@@ -99,6 +100,50 @@ def test_fast_worldgen_equals_crafter(seed: int) -> None:
     np.testing.assert_array_equal(ours[0], theirs[0])
     assert ours[1] == theirs[1]
     assert ours[2] == theirs[2]  # the world's random stream is left in the same state
+
+
+def _trace(env: CrafterEnv, steps: int, reseed_at: int) -> list[np.ndarray]:
+    """Observations, positions and the world's random stream over several episodes."""
+    rng = np.random.default_rng(0)
+    obs, _ = env.reset(seed=5)
+    trace = [obs]
+    for i in range(steps):
+        if i == reseed_at:  # an explicit seed makes the prefetched world stale
+            obs, _ = env.reset(seed=9)
+        else:
+            obs, _, terminated, truncated, _ = env.step(int(rng.integers(17)))
+            if terminated or truncated:
+                obs, _ = env.reset()
+        trace.append(np.append(obs, [*env.player_pos, env._world.random.randint(1 << 30)]))
+    return trace
+
+
+def test_prefetched_worlds_replay_generation_exactly() -> None:
+    plain = _trace(CrafterEnv(CrafterConfig(episode_length=60)), 500, reseed_at=200)
+    prefetching = CrafterEnv(CrafterConfig(episode_length=60, prefetch_worlds=True))
+    fetched = _trace(prefetching, 500, reseed_at=200)
+    assert shared_prefetcher(prefetching.area) is not None  # the helper really served them
+    for a, b in zip(plain, fetched, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_dead_prefetch_helper_falls_back_to_local_generation() -> None:
+    area = (48, 48)  # a helper of its own, so the other tests keep theirs
+    env = CrafterEnv(CrafterConfig(area=area, prefetch_worlds=True))
+    reference = CrafterEnv(CrafterConfig(area=area, privileged=True))
+    env.reset(seed=3)
+    helper = shared_prefetcher(area)
+    assert helper is not None
+    helper._process.kill()
+    helper._process.join(5)
+    env.reset()  # the pending world is lost with the helper: generated here instead
+    reference.reset(seed=3)
+    reference.reset()
+    np.testing.assert_array_equal(env._world._mat_map, reference._world._mat_map)
+    assert shared_prefetcher(area) is None
+    env.reset()
+    reference.reset()
+    np.testing.assert_array_equal(env._world._mat_map, reference._world._mat_map)
 
 
 def test_rendering_does_not_change_dynamics() -> None:

@@ -1,0 +1,181 @@
+"""Crafter worlds generated one episode ahead in a helper process.
+
+A reset spends most of its time in world generation (about 0.03 s, a quarter of plain-PPO
+training time while young policies die within ~175 steps). The next world of an env is
+known in advance (it follows from the env's seed and episode index), so a helper process
+generates it while the env is still playing, and the reset only replays the result: the
+material map, the creatures in creation order, and the world's random state afterwards.
+The replayed world is the one `generate_world` builds, to the last random draw.
+
+One helper serves every env of a process; if it cannot start or dies, envs fall back to
+generating their worlds themselves.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import itertools
+import multiprocessing
+import os
+import threading
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+from crafter import constants, engine, objects
+
+from rlgpt.envs.crafter_worldgen import generate_world
+from rlgpt.logging import get_logger
+
+log = get_logger("rlgpt.envs.crafter_prefetch")
+
+_CREATURES: dict[str, type] = {
+    "Cow": objects.Cow,
+    "Zombie": objects.Zombie,
+    "Skeleton": objects.Skeleton,
+}
+
+
+@dataclass(frozen=True)
+class WorldRecipe:
+    """What world generation leaves behind, enough to rebuild the world exactly."""
+
+    world_seed: int
+    materials: np.ndarray
+    creatures: list[tuple[str, int, int]]
+    random_state: tuple[Any, ...]
+
+
+def new_world(area: tuple[int, int]) -> Any:
+    """An empty crafter World as `crafter.Env` makes it (chunks of 12x12)."""
+    return engine.World(area, constants.materials, (12, 12))
+
+
+def start_world(world: Any, world_seed: int) -> Any:
+    """Reset `world` for `world_seed` and add the player at the centre; returns the player."""
+    world.reset(seed=world_seed)
+    center = (world.area[0] // 2, world.area[1] // 2)
+    player = objects.Player(world, center)
+    world.add(player)
+    return player
+
+
+def make_recipe(area: tuple[int, int], world_seed: int) -> WorldRecipe:
+    """Generate the world of `world_seed` and record it."""
+    world = new_world(area)
+    player = start_world(world, world_seed)
+    generate_world(world, player)
+    creatures = []
+    for obj in world.objects:
+        if obj is player:
+            continue
+        name = type(obj).__name__
+        if name not in _CREATURES:
+            raise TypeError(f"world generation made an unexpected object {name}")
+        creatures.append((name, int(obj.pos[0]), int(obj.pos[1])))
+    return WorldRecipe(world_seed, world._mat_map.copy(), creatures, world.random.get_state())
+
+
+def replay_recipe(world: Any, player: Any, recipe: WorldRecipe) -> None:
+    """Fill a started world (see `start_world`) with the recipe's terrain and creatures."""
+    world._mat_map[...] = recipe.materials
+    for name, x, y in recipe.creatures:
+        cls = _CREATURES[name]
+        pos = (x, y)
+        world.add(cls(world, pos) if cls is objects.Cow else cls(world, pos, player))
+    # Last, so that nothing above can have drawn from the world's random stream.
+    world.random.set_state(recipe.random_state)
+
+
+def _serve(remote: Connection, area: tuple[int, int]) -> None:
+    """Helper loop: answer each (request id, world seed) with the recipe of that world."""
+    try:
+        while True:
+            message = remote.recv()
+            if message is None:
+                break
+            request, world_seed = message
+            remote.send((request, make_recipe(area, world_seed)))
+    except (EOFError, KeyboardInterrupt, BrokenPipeError):
+        pass  # the env process went away
+    finally:
+        remote.close()
+
+
+class WorldPrefetcher:
+    """One helper process that generates worlds for any number of envs of one area."""
+
+    def __init__(self, area: tuple[int, int]) -> None:
+        context = multiprocessing.get_context("spawn")  # a clean process: no torch, no locks
+        self._conn, child = context.Pipe()
+        self._process = context.Process(
+            target=_serve, args=(child, area), daemon=True, name="rlgpt-world-prefetch"
+        )
+        self._process.start()
+        child.close()
+        self.owner = os.getpid()
+        self._lock = threading.Lock()
+        self._ids = itertools.count()
+        self._waiting: set[int] = set()
+        self._ready: dict[int, WorldRecipe] = {}
+
+    def request(self, world_seed: int) -> int:
+        """Ask for the world of `world_seed`; returns the ticket to `take` it with."""
+        with self._lock:
+            ticket = next(self._ids)
+            self._conn.send((ticket, world_seed))
+            self._waiting.add(ticket)
+            return ticket
+
+    def take(self, ticket: int) -> WorldRecipe:
+        """The recipe of a ticket, waiting for it if needed (other answers are kept)."""
+        with self._lock:
+            while ticket not in self._ready:
+                if ticket not in self._waiting:
+                    raise KeyError(f"unknown or already taken ticket {ticket}")
+                answered, recipe = self._conn.recv()
+                self._waiting.discard(answered)
+                self._ready[answered] = recipe
+            return self._ready.pop(ticket)
+
+    def close(self) -> None:
+        """Stop the helper."""
+        with contextlib.suppress(BrokenPipeError, OSError):  # already gone
+            self._conn.send(None)
+        self._process.join(2.0)
+        if self._process.is_alive():
+            self._process.terminate()
+
+
+_PREFETCHERS: dict[tuple[int, int], WorldPrefetcher | None] = {}
+_REGISTRY_LOCK = threading.Lock()
+
+
+def shared_prefetcher(area: tuple[int, int]) -> WorldPrefetcher | None:
+    """This process's helper for `area`, started on first use; None if it cannot start."""
+    with _REGISTRY_LOCK:
+        known = _PREFETCHERS.get(area)
+        if known is not None and known.owner != os.getpid():
+            # A forked child must not share its parent's pipe: it gets a helper of its own.
+            del _PREFETCHERS[area]
+        if area not in _PREFETCHERS:
+            try:
+                prefetcher: WorldPrefetcher | None = WorldPrefetcher(area)
+                atexit.register(prefetcher.close)  # type: ignore[union-attr]
+            except (AssertionError, OSError, RuntimeError) as exc:
+                # e.g. a daemonic worker process, which may not start children
+                log.warning("world_prefetch_unavailable", error=repr(exc))
+                prefetcher = None
+            _PREFETCHERS[area] = prefetcher
+        return _PREFETCHERS[area]
+
+
+def forget_prefetcher(area: tuple[int, int]) -> None:
+    """Stop using a failed helper: envs of this process generate their own worlds from now on."""
+    with _REGISTRY_LOCK:
+        broken = _PREFETCHERS.get(area)
+        _PREFETCHERS[area] = None
+    if broken is not None:
+        broken.close()
