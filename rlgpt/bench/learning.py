@@ -141,9 +141,14 @@ def _summarise(
 def _train(config: LearningConfig, seed: int, names: list[str], out: Path) -> dict[str, Any]:
     """PPO through the RL pipeline's env and settings, recording achievements per episode."""
     import torch
-    from stable_baselines3 import PPO
 
-    from rlgpt.tools.rl_pipeline import RLJob, RLProgressCallback, make_vec_env, resolve_algo
+    from rlgpt.tools.rl_pipeline import (
+        RLJob,
+        RLProgressCallback,
+        algo_class,
+        make_vec_env,
+        resolve_algo,
+    )
 
     torch.set_num_threads(1)
     job = RLJob(
@@ -186,12 +191,7 @@ def _train(config: LearningConfig, seed: int, names: list[str], out: Path) -> di
     recorder = Recorder()
     started = time.monotonic()
     try:
-        if algo == "maskable_ppo":
-            from sb3_contrib import MaskablePPO
-
-            model: Any = MaskablePPO("MlpPolicy", vec_env, **kwargs)
-        else:
-            model = PPO("MlpPolicy", vec_env, **kwargs)
+        model = algo_class(algo)("MlpPolicy", vec_env, **kwargs)
         model.learn(total_timesteps=job.timesteps, callback=recorder, progress_bar=False)
     finally:
         vec_env.close()

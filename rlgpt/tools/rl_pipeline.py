@@ -265,6 +265,17 @@ def resolve_algo(job: RLJob) -> Literal["ppo", "maskable_ppo"]:
     return "maskable_ppo" if maskable else "ppo"
 
 
+def algo_class(algo: Literal["ppo", "maskable_ppo"]) -> Any:
+    """The SB3 class of a resolved algorithm name."""
+    if algo == "maskable_ppo":
+        from sb3_contrib import MaskablePPO
+
+        return MaskablePPO
+    from stable_baselines3 import PPO
+
+    return PPO
+
+
 def _tensorboard_available() -> bool:
     try:
         import tensorboard  # noqa: F401
@@ -505,7 +516,6 @@ def train_policy(
         Paths and measured numbers of the run.
     """
     import torch
-    from stable_baselines3 import PPO
 
     torch.set_num_threads(1)
     # Argument checks of torch distributions cost more than the small policy's forward pass.
@@ -538,12 +548,7 @@ def train_policy(
         checkpoint_every=job.checkpoint_every,
     )
     try:
-        if algo == "maskable_ppo":
-            from sb3_contrib import MaskablePPO
-
-            algo_cls: Any = MaskablePPO
-        else:
-            algo_cls = PPO
+        algo_cls = algo_class(algo)
         counters = resume.load() if job.checkpoint_every else None
         if counters is not None:
             # An earlier attempt was interrupted: continue from its last saved policy.
