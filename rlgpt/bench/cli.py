@@ -6,15 +6,20 @@ import argparse
 import json
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from rlgpt.bench.baseline_library import ORIGIN, SCRIPTED_BASELINE, write_scripted_baseline
 from rlgpt.logging import get_logger
 
+DEFAULT_TASKS_MODEL = "local:qwen2.5-coder-1.5b"
+
 log = get_logger("rlgpt.bench")
 
+#: Suites a bare `rlgpt bench` runs; the others run only when named.
 SUITES = ("throughput", "learning")
+ALL_SUITES = (*SUITES, "model", "tasks")
 # Env-step budgets of the learning suite; `--budget` overrides.
 BUDGETS = {"quick": 1_500, "full": 1_000_000}
 QUICK_EPISODE_LENGTH = 500
@@ -32,10 +37,10 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "suites",
         nargs="*",
-        choices=[*SUITES, []],
+        choices=[*ALL_SUITES, []],
         default=[],
         metavar="SUITE",
-        help=f"Suites to run: {', '.join(SUITES)} (default: all).",
+        help=f"Suites to run: {', '.join(ALL_SUITES)} (default: {' and '.join(SUITES)}).",
     )
     parser.add_argument(
         "--quick",
@@ -46,7 +51,11 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--budget", type=int, help="Env-step budget per learning run (default 1,000,000)."
     )
-    parser.add_argument("--seeds", default="0", help="Comma-separated training seeds (default: 0).")
+    parser.add_argument(
+        "--seeds",
+        help="Comma-separated seeds: training seeds of the learning suite (default 0), run "
+        "seeds of the tasks suite (default 0,1,2).",
+    )
     parser.add_argument(
         "--methods",
         help="Learning methods: a = PPO primitives, b = PPO + code actions, c = code actions "
@@ -87,8 +96,55 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--compare-with",
+        "--compare",
         type=Path,
-        help="Earlier throughput JSON: also write a before/after table next to the new one.",
+        help="Earlier result of the same suite: throughput writes a before/after table next "
+        "to the new one; tasks shows its success per task as `before`.",
+    )
+    model = parser.add_argument_group("model and tasks suites")
+    model.add_argument(
+        "--model",
+        help="model: embedded model to time (default qwen2.5-coder-1.5b); tasks: model of the "
+        f"planner, coder and critic (default {DEFAULT_TASKS_MODEL}).",
+    )
+    model.add_argument(
+        "--rounds", type=int, default=3, help="model: rounds per cache setting (default 3)."
+    )
+    model.add_argument(
+        "--repeats",
+        type=int,
+        default=2,
+        help="model: repeated calls per role and round after the cold one (1-3; default 2).",
+    )
+    model.add_argument(
+        "--max-tokens", type=int, default=768, help="model: answer budget per call (default 768)."
+    )
+    model.add_argument(
+        "--tasks",
+        help="tasks: comma-separated task ids (default: collect_wood, place_table, "
+        "make_wood_pickaxe, collect_stone, make_stone_pickaxe, place_furnace).",
+    )
+    model.add_argument(
+        "--context",
+        type=Path,
+        help="tasks: JSON or TOML file of extra Context fields (budgets, loops, models, ...).",
+    )
+    model.add_argument(
+        "--runs-dir",
+        type=Path,
+        help="tasks: where the runs are written (default runs/bench_tasks_<tag>).",
+    )
+    model.add_argument(
+        "--resume",
+        action="store_true",
+        help="tasks: keep the finished runs of an existing tasks_<tag>.json and run the rest.",
+    )
+    parser.add_argument(
+        "--render",
+        type=Path,
+        nargs="+",
+        metavar="JSON",
+        help="Rewrite the markdown of result files from their JSON instead of running.",
     )
     parser.add_argument(
         "--merge",
@@ -169,7 +225,7 @@ def run_learning_suite(args: argparse.Namespace) -> dict[str, Path]:
     config = LearningConfig(
         budget=budget,
         budget_name=budget_name,
-        seeds=_ints(args.seeds),
+        seeds=_ints(args.seeds or "0"),
         methods=_names(args.methods or ("a,b,c" if args.library else "a")),
         episode_length=episode_length,
         library=_library_dir(args.library),
@@ -220,21 +276,79 @@ def _write_learning(measured: dict[str, Any], out: Path, tag: str) -> dict[str, 
     return paths
 
 
+def run_model_suite(args: argparse.Namespace) -> dict[str, Path]:
+    """Time the embedded model on each role's prompts with the prefix cache off and on."""
+    from rlgpt.bench import writers
+    from rlgpt.bench.model_speed import ModelSpeedConfig, run_model_speed, write_model_speed
+
+    model = (args.model or ModelSpeedConfig.model).removeprefix("local:")
+    if ":" in model:
+        raise ValueError(f"the model suite times an embedded model (`local:<name>`), not {model!r}")
+    config = ModelSpeedConfig(
+        model=model, rounds=args.rounds, repeats=args.repeats, max_tokens=args.max_tokens
+    )
+    config.validate()
+    head = writers.envelope("model_speed", asdict(config))  # the code and tree that run
+    started = time.monotonic()
+    measured = run_model_speed(config)
+    measured.pop("config")
+    result = {**head, "wall_time": round(time.monotonic() - started, 1), **measured}
+    return write_model_speed(result, args.out, args.tag or model.split("-")[0].split(".")[0])
+
+
+def run_tasks_suite(args: argparse.Namespace) -> dict[str, Path]:
+    """The full loop on each task and seed; the result files are rewritten after each run."""
+    from rlgpt.bench.tasks import DEFAULT_TASKS, TasksConfig, read_context_file, run_tasks
+
+    tag = args.tag or "default"
+    config = TasksConfig(
+        tasks=_names(args.tasks) if args.tasks else list(DEFAULT_TASKS),
+        seeds=_ints(args.seeds or "0,1,2"),
+        model=args.model or DEFAULT_TASKS_MODEL,
+        context=read_context_file(args.context) if args.context else {},
+        runs_dir=str(args.runs_dir or Path("runs") / f"bench_tasks_{tag}"),
+    )
+    if not config.tasks or not config.seeds:
+        raise ValueError("the tasks suite needs at least one task and one seed")
+    return run_tasks(config, args.out, tag, resume=args.resume, compare=args.compare_with)
+
+
+def render_files(paths: list[Path]) -> dict[str, Path]:
+    """`--render`: rewrite each result's markdown from its JSON."""
+    from rlgpt.bench import writers
+
+    written: dict[str, Path] = {}
+    for path in paths:
+        result = json.loads(Path(path).read_text())
+        md = Path(path).with_suffix(".md")
+        writers.atomic_write_text(md, writers.render_markdown(result))
+        written[str(path)] = md
+    return written
+
+
 def run_bench(args: argparse.Namespace) -> int:
-    """Run the chosen suites (all by default); 0 on success, 2 on a bad argument."""
+    """Run the chosen suites (throughput and learning by default); 0 on success, 2 on a bad
+    argument."""
     suites = list(dict.fromkeys(args.suites or SUITES))
     written: dict[str, dict[str, Path]] = {}
+    runners = {
+        "throughput": run_throughput_suite,
+        "learning": run_learning_suite,
+        "model": run_model_suite,
+        "tasks": run_tasks_suite,
+    }
     try:
+        if args.render:
+            written["render"] = render_files(args.render)
+            log.info("bench_rendered", files=[str(p) for p in written["render"].values()])
+            return 0
         if args.merge:
             suites = []
             written["learning"] = merge_learning_files(args)
             log.info("bench_merged", files=[str(p) for p in written["learning"].values()])
         for suite in suites:
             log.info("bench_suite_started", suite=suite, quick=bool(args.quick))
-            if suite == "throughput":
-                written[suite] = run_throughput_suite(args)
-            else:
-                written[suite] = run_learning_suite(args)
+            written[suite] = runners[suite](args)
             log.info(
                 "bench_suite_done", suite=suite, files=[str(p) for p in written[suite].values()]
             )

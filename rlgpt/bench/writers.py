@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -66,19 +67,58 @@ def versions() -> dict[str, str]:
     return found
 
 
-def _git_commit() -> str:
+#: Result files are left out of the tree state, so a suite writing them (or a resumed one
+#: rewriting them) does not change the provenance it records.
+RESULTS_PATHSPEC = ":(exclude)bench/results"
+UNTRACKED_LISTED = 50
+
+
+def _git(*args: str) -> bytes | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
+            ["git", *args],
             capture_output=True,
-            text=True,
-            timeout=5,
+            timeout=20,
             check=False,
             cwd=Path(__file__).resolve().parent,
         )
     except (OSError, subprocess.SubprocessError):
-        return ""
-    return out.stdout.strip()
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def git_state() -> dict[str, Any]:
+    """The commit, whether the tree differs from it, and fingerprints of the differences.
+
+    `diff_sha256` is the SHA-256 of the output of `diff_command` (run at the repository
+    root); untracked files are listed and hashed (path and content) separately, since
+    `git diff` does not show them. Files under bench/results are left out.
+    """
+    commit = _git("rev-parse", "HEAD")
+    if commit is None:
+        return {"commit": "", "dirty": None, "note": "not a git checkout"}
+    root = (_git("rev-parse", "--show-toplevel") or b"").decode().strip()
+    diff = _git("-C", root, "diff", "HEAD", "--", ".", RESULTS_PATHSPEC) or b""
+    listed = _git("-C", root, "ls-files", "--others", "--exclude-standard", "-z", "--", ".",
+                  RESULTS_PATHSPEC) or b""  # fmt: skip
+    untracked = sorted(p for p in listed.decode(errors="replace").split("\0") if p)
+    state: dict[str, Any] = {
+        "commit": commit.decode().strip(),
+        "dirty": bool(diff) or bool(untracked),
+        "diff_command": f"git diff HEAD -- . '{RESULTS_PATHSPEC}'",
+    }
+    if diff:
+        state["diff_sha256"] = hashlib.sha256(diff).hexdigest()
+    if untracked:
+        digest = hashlib.sha256()
+        for name in untracked:
+            digest.update(name.encode() + b"\0")
+            with contextlib.suppress(OSError):
+                digest.update(hashlib.sha256((Path(root) / name).read_bytes()).digest())
+        state["untracked"] = untracked[:UNTRACKED_LISTED]
+        state["untracked_count"] = len(untracked)
+        state["untracked_sha256"] = digest.hexdigest()
+    return state
 
 
 def machine() -> dict[str, Any]:
@@ -105,15 +145,68 @@ def machine() -> dict[str, Any]:
 
 
 def envelope(suite: str, config: Mapping[str, Any]) -> dict[str, Any]:
-    """The common head of every result JSON."""
+    """The common head of every result JSON: what ran, on which code, how and where.
+
+    `git` holds the commit, whether the tree had changes and their fingerprints
+    (`git_state`); `command` the exact command line (`sys.argv`).
+    """
+    git = git_state()
     return {
         "suite": suite,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "git_commit": _git_commit(),
+        "git_commit": git["commit"][:7],
+        "git": git,
+        "command": list(sys.argv),
         "config": dict(config),
         "versions": versions(),
         "machine": machine(),
     }
+
+
+def provenance_lines(result: Mapping[str, Any]) -> list[str]:
+    """Commit, tree state, command line and machine of a result, as markdown list items."""
+    git = result.get("git") or {}
+    commit = git.get("commit") or result.get("git_commit") or "unknown"
+    tree = "clean tree"
+    if git.get("dirty"):
+        tree = "uncommitted changes"
+        if git.get("diff_sha256"):
+            tree += f"; `{git.get('diff_command', 'git diff HEAD')}` sha256 {git['diff_sha256']}"
+        if git.get("untracked_count"):
+            tree += f"; {git['untracked_count']} untracked file(s), sha256 " + str(
+                git.get("untracked_sha256", "")
+            )
+    elif git.get("dirty") is None:
+        tree = "tree state unknown"
+    lines = [f"- commit `{commit}` ({tree})"]
+    command = [str(a) for a in result.get("command") or []]
+    if command:
+        lines.append(f"- command: `{' '.join([Path(command[0]).name, *command[1:]])}`")
+    info = result.get("machine") or {}
+    lines.append(
+        f"- machine: {info.get('cpu_model', info.get('processor', '?'))}, "
+        f"{info.get('cpu_count')} cores, {info.get('memory_gib')} GiB, "
+        f"load average {info.get('load_average')}"
+    )
+    return lines
+
+
+def render_markdown(result: Mapping[str, Any]) -> str:
+    """The markdown of any suite's result JSON (what the suite wrote beside it)."""
+    suite = result.get("suite")
+    if suite == "throughput":
+        return throughput_markdown(result)
+    if suite == "learning":
+        return learning_markdown(result)
+    if suite == "model_speed":
+        from rlgpt.bench.model_speed import model_speed_markdown
+
+        return model_speed_markdown(result)
+    if suite == "tasks":
+        from rlgpt.bench.tasks import tasks_markdown
+
+        return tasks_markdown(result)
+    raise ValueError(f"unknown suite {suite!r} in the result")
 
 
 def write_json(path: Path, data: Mapping[str, Any], compact: bool = False) -> Path:

@@ -96,7 +96,13 @@ class OptionInterrupted(BaseException):
 
 @runtime_checkable
 class EnvAdapter(Protocol):
-    """What an environment plugin provides (entry point group `rlgpt.envs`)."""
+    """What an environment plugin provides (entry point group `rlgpt.envs`).
+
+    An adapter may also define `plan_problems(steps) -> (problems, counts)`: given a
+    plan's (step id, done-predicate) pairs, what its rules say the plan lacks (the planner
+    asks the model to revise the plan) and the checks its collecting steps need for what
+    later steps use (step id -> Predicate; the planner puts them in place).
+    """
 
     name: str
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
@@ -594,6 +594,15 @@ class CrafterAdapter:
     def vocabulary(self) -> dict[str, list[str]]:
         """Names code may mention, by kind."""
         return vocabulary()
+
+    def plan_problems(
+        self, steps: Sequence[tuple[str, Predicate]]
+    ) -> tuple[list[str], dict[str, Predicate]]:
+        """What the manual's rules say a plan lacks, and the checks its collecting steps
+        need (see `rlgpt.envs.manual.plan_problems`)."""
+        from rlgpt.envs.manual import plan_problems
+
+        return plan_problems(steps)
 
 
 def vocabulary() -> dict[str, list[str]]:

@@ -127,6 +127,7 @@ class OptionResult:
     reward: float
     errors: list[dict[str, Any]] = field(default_factory=list)
     interrupted: str | None = None
+    trace: list[str] = field(default_factory=list)
 
 
 class PredicateTask(gym.Wrapper[Any, Any, Any, Any]):
@@ -417,6 +418,7 @@ class OptionsEnv(gym.Wrapper[Any, np.int64, Any, Any]):
             reward=self._reward_acc - start_reward,
             errors=[outcome.error] if outcome.error else [],
             interrupted=outcome.interrupted,
+            trace=outcome.trace,
         )
 
     def _masks_for(self, names: Sequence[str]) -> np.ndarray:
@@ -523,11 +525,13 @@ class OptionsEnv(gym.Wrapper[Any, np.int64, Any, Any]):
         keeps making progress; an error ends the attempt. Used by preludes and evaluation.
 
         Returns:
-            Dict with success, env_steps, calls, errors.
+            Dict with success, env_steps, calls, errors, and of the last call what it
+            returned (`returned`), its env steps (`last_steps`) and skill calls (`trace`).
         """
         start = self._steps_acc
         errors: list[dict[str, Any]] = []
         calls = 0
+        result: OptionResult | None = None
         holds = predicate is not None and predicate.holds(self._last_info)
         while not holds and not self.episode_over:
             remaining = max_steps - (self._steps_acc - start)
@@ -548,6 +552,9 @@ class OptionsEnv(gym.Wrapper[Any, np.int64, Any, Any]):
             "env_steps": self._steps_acc - start,
             "calls": calls,
             "errors": errors,
+            "returned": None if result is None else result.success,
+            "last_steps": 0 if result is None else result.env_steps,
+            "trace": [] if result is None else result.trace,
         }
 
     # ---------------------------------------------------------------- gym API

@@ -27,17 +27,38 @@ class Context:
     rl_trainer: str = _f("sb3", "RL trainer plugin name in `rlgpt.nodes`.")
     critic: str = _f("llm", "Critic plugin name in `rlgpt.nodes` (`llm` or `rules`).")
     planner_model: str = _f(
-        "local:smollm2",
-        "Planner model: `local:smollm2`, `openai:<model>`, or `<base URL>#<model>` "
-        "for any OpenAI-compatible endpoint.",
+        "local:qwen2.5-coder-1.5b",
+        "Planner model: `local:qwen2.5-coder-1.5b` (embedded), `local:smollm2`, "
+        "`openai:<model>`, or `<base URL>#<model>` for any OpenAI-compatible endpoint.",
     )
-    coder_model: str = _f("local:smollm2", "Coder model (same forms as planner_model).")
-    critic_model: str = _f("local:smollm2", "Critic model (same forms as planner_model).")
+    coder_model: str = _f("local:qwen2.5-coder-1.5b", "Coder model (same forms as planner_model).")
+    critic_model: str = _f(
+        "local:qwen2.5-coder-1.5b", "Critic model (same forms as planner_model)."
+    )
     llm_temperature: float = _f(0.0, "Sampling temperature for every role.")
     llm_max_tokens: int = _f(768, "Upper bound on tokens per answer.")
     llm_timeout: float = _f(180.0, "Seconds before one model call times out.")
     llm_max_retries: int = _f(2, "Retries for transient model errors and unparsable answers.")
     llm_cache_dir: str = _f("", "Directory of the on-disk response cache; empty = no cache.")
+    plan_revisions: int = _f(
+        2, "How often the planner revises a plan in which the env's rules find a gap."
+    )
+    code_repairs: int = _f(
+        2, "How often the coder rewrites a code action that failed its check, with the trace."
+    )
+    repair_temperature: float = _f(
+        0.7,
+        "Sampling temperature of the coder's repair attempts (at least llm_temperature): a "
+        "small model repeats its failed answer when it decodes greedily.",
+    )
+    reuse_library: bool = _f(
+        True,
+        "Reuse code actions that passed their checks in earlier runs before asking the coder "
+        "for new ones, and keep this run's passed ones for later runs.",
+    )
+    shared_library: str = _f(
+        "", "Directory of the library shared across runs; empty = <runs_dir>/shared_library."
+    )
     max_inner_loops: int = _f(2, "How often the critic may send work back to the coder.")
     max_outer_loops: int = _f(1, "How often the critic may send the task back to the planner.")
     success_threshold: float = _f(0.8, "Task success rate at which the critic stops.")
@@ -60,7 +81,9 @@ class Context:
     observation: Literal["symbolic", "pixels"] = _f(
         "symbolic", "Policy observation: symbolic (egocentric semantic view + inventory) or pixels."
     )
-    code_check_episodes: int = _f(5, "Real episodes the coder runs to check a new code action.")
+    code_check_episodes: int = _f(
+        10, "Real episodes the coder runs to check a new code action (they take seconds)."
+    )
     code_action_max_steps: int = _f(300, "Env-step budget of one code-action call.")
     code_action_seconds: float = _f(10.0, "Wall-time budget of one code-action call.")
     subaction_max_steps: int = _f(400, "Env steps a sub-action may take in an evaluation.")
@@ -104,6 +127,8 @@ class Context:
         non_negative = (
             "max_inner_loops",
             "max_outer_loops",
+            "plan_revisions",
+            "code_repairs",
             "llm_max_retries",
             "seed",
             "rl_checkpoint_every",
@@ -112,6 +137,10 @@ class Context:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
+        if not 0.0 <= self.repair_temperature <= 2.0:
+            raise ConfigError(
+                f"repair_temperature must be in [0, 2], got {self.repair_temperature}"
+            )
         if not 0.0 < self.success_threshold <= 1.0:
             raise ConfigError(f"success_threshold must be in (0, 1], got {self.success_threshold}")
         if self.node_timeout < 0:
@@ -163,6 +192,10 @@ class Context:
         table = data.get("run", data)
         table = {k: v for k, v in table.items() if k != "task"}
         return cls.from_mapping({**table, **(overrides or {})})
+
+    def shared_library_dir(self) -> Path:
+        """Where code actions shared across runs are kept."""
+        return Path(self.shared_library or Path(self.runs_dir) / "shared_library")
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict of every field (for reports and metrics)."""

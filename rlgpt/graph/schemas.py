@@ -40,8 +40,14 @@ class SubAction(BaseModel):
 class Plan(BaseModel):
     """The slow agent's decomposition of a task into ordered sub-actions."""
 
+    # The rationale comes first: a model that states what the task needs before listing the
+    # steps orders them better (the answer is generated in field order).
+    rationale: str = Field(
+        default="",
+        max_length=400,
+        description="What the task needs, and what those needs need, in a sentence or two.",
+    )
     sub_actions: list[SubAction] = Field(min_length=1, max_length=8, description="Ordered steps.")
-    rationale: str = Field(default="", description="Short explanation of the decomposition.")
 
     @field_validator("sub_actions")
     @classmethod

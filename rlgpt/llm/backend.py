@@ -44,7 +44,7 @@ _lock = threading.Lock()
 
 
 def resolve_backend(model: str) -> tuple[LLMBackend, str]:
-    """The backend object and its model name for a model string such as `local:smollm2`.
+    """The backend object and its model name for a model string such as `local:qwen2.5-coder-1.5b`.
 
     The plugin may be a backend instance or a class / factory taking no arguments.
     """

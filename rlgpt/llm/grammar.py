@@ -16,9 +16,9 @@ _INDENT = "    "
 class CodeGrammarLimits:
     """Bounds that keep every program the grammar admits short enough to finish."""
 
-    max_statements: int = 6
-    max_block: int = 3
-    max_depth: int = 2
+    max_statements: int = 8
+    max_block: int = 5
+    max_depth: int = 3
     max_int: int = 99
 
 

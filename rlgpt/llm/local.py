@@ -1,4 +1,5 @@
-"""Backend for the embedded local model (`local:smollm2`) served by llama.cpp on 127.0.0.1."""
+"""Backend for the embedded local models (`local:qwen2.5-coder-1.5b`, `local:smollm2`), served
+on 127.0.0.1 by rlgpt's own endpoint (`rlgpt.llm.engine_server`)."""
 
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ LOCAL_MAX_ITEMS = 5
 _NAME_FIELDS = ("id", "name", "item", "route")
 
 
-#: Sampling for JSON answers. Without a repetition penalty the bundled 135M model fills
-#: lists to their maximum with copies of one item (a Plan: 8 identical steps, ~540 tokens,
-#: 30-40 s here); with 1.2 it answers in a few dozen tokens.
-JSON_SAMPLING: dict[str, float] = {"repeat_penalty": 1.2}
+#: Extra sampling for JSON answers, per model. Without a repetition penalty the 135M model
+#: fills lists to their maximum with copies of one item (a Plan: 8 identical steps, ~540
+#: tokens, 30-40 s here); with 1.2 it answers in a few dozen tokens. The 1.5B model needs
+#: none, and a penalty on JSON's repeated punctuation only hurts it.
+JSON_SAMPLING: dict[str, dict[str, float]] = {"smollm2": {"repeat_penalty": 1.2}}
 
 
 def bounded_json_schema(
@@ -33,17 +35,17 @@ def bounded_json_schema(
     max_name: int = LOCAL_MAX_NAME,
     max_items: int = LOCAL_MAX_ITEMS,
 ) -> dict[str, Any]:
-    """A copy of `schema` where every free string has a `maxLength` (`max_name` for
-    identifier-like fields and list entries, else `max_string`) and every list at most
-    `max_items` entries."""
+    """A copy of `schema` where every string without a `maxLength` gets one (`max_name` for
+    identifier-like fields and list entries, else `max_string`) and every list without a
+    `maxItems` at most `max_items` entries."""
 
     def fix(node: Any, short: bool) -> Any:
         if isinstance(node, dict):
+            # Bounds the schema sets itself are kept; the defaults fill in where it has none.
             if node.get("type") == "string" and "enum" not in node and "const" not in node:
-                limit = max_name if short else max_string
-                node["maxLength"] = min(int(node.get("maxLength", limit)), limit)
+                node.setdefault("maxLength", max_name if short else max_string)
             if node.get("type") == "array":
-                node["maxItems"] = min(int(node.get("maxItems", max_items)), max_items)
+                node.setdefault("maxItems", max_items)
                 node["minItems"] = min(int(node.get("minItems", 0)), node["maxItems"])
             for key, value in node.items():
                 if key == "properties" and isinstance(value, dict):
@@ -63,11 +65,11 @@ def bounded_json_schema(
 
 
 class LocalBackend:
-    """The local llama.cpp server, started on first use (or reused from RLGPT_LOCAL_LLM_URL).
+    """The local model endpoint, started on first use (or reused from RLGPT_LOCAL_LLM_URL).
 
     JSON answers are constrained with `response_format={"type": "json_object", "schema": ...}`
-    and code answers with a GBNF grammar, both sent in the request body. The server ignores
-    `max_completion_tokens`, so the budget goes as `max_tokens` in the body too.
+    and code answers with a GBNF grammar, both sent in the request body and enforced by a
+    grammar sampler. The budget goes as `max_tokens` and the run's seed as `seed`.
     """
 
     supports_grammar = True
@@ -90,6 +92,7 @@ class LocalBackend:
                     temperature=settings.temperature,
                     timeout=settings.timeout,
                     max_retries=0,
+                    seed=settings.seed,
                     extra_body={"max_tokens": settings.max_tokens},
                 )
                 self._models[key] = chat
@@ -100,7 +103,11 @@ class LocalBackend:
     ) -> dict[str, Any]:
         """JSON mode with a schema (the server turns it into a grammar)."""
         fmt = {"type": "json_object", "schema": bounded_json_schema(schema)}
-        body = {"max_tokens": settings.max_tokens, "response_format": fmt, **JSON_SAMPLING}
+        body = {
+            "max_tokens": settings.max_tokens,
+            "response_format": fmt,
+            **JSON_SAMPLING.get(model_name, {}),
+        }
         return {"extra_body": body}
 
     def grammar_kwargs(

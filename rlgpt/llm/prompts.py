@@ -7,6 +7,7 @@ environment reaches the model only through the environment's manual and skill AP
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +23,8 @@ from rlgpt.llm.client import restrict_schema
 MANUAL_CHARS = 4000
 SKILLS_CHARS = 3200
 FEEDBACK_CHARS = 800
+#: The coder's feedback carries failure traces (skill calls and their results).
+CODE_FEEDBACK_CHARS = 1600
 CODE_CHARS = 1200
 
 
@@ -81,49 +84,81 @@ def skills_doc(skill_specs: Sequence[SkillSpec], inline_choices: int = 6) -> str
     return "\n".join(lines)
 
 
+def skills_summary(skill_specs: Sequence[SkillSpec]) -> str:
+    """The skill API in one line (names and parameters): enough for the planner to judge
+    what code can do, at a fraction of the full reference's length."""
+    calls = [f"{s.name}({', '.join(p.name for p in s.params)})" for s in skill_specs]
+    return "api." + ", api.".join(calls)
+
+
 # --------------------------------------------------------------------------- planner
 
 PLANNER_SYSTEM = (
-    "You plan for an agent in a game. Split the task into 1 to 8 ordered sub-actions. "
-    "For each give: id (lowercase_with_underscores), description, predicate (the check "
+    "You plan for an agent in a game. Split the task into 1 to 8 ordered sub-actions.\n"
+    "Work backwards with the manual: find what unlocks the task and what it uses and needs; "
+    "then what each of those needs; until only things the agent can get from the start "
+    "remain. Add up what several steps use of one item (a step that uses 2 wood and a "
+    "later one that uses 1 wood need 3 wood collected first). Then order the steps so "
+    "that every step's needs are met by earlier steps.\n"
+    "Write the rationale first: the chain of needs in one or two sentences. For each "
+    "sub-action give: id (lowercase_with_underscores), description, predicate (the check "
     "that it is done: kind 'achievement' with an achievement name, or kind 'inventory' "
     "with an item name and at_least), method and reason. method is 'code' when a short "
-    "program over the skill API can do it (find, walk to, interact, craft when the "
-    "materials are there), 'rl' when it must be learned (searching unknown places, "
-    "fighting, long reactive control). Use only names from the manual. Answer with JSON."
+    "program over the skill API can do it (find, walk to, interact, place, make), 'rl' "
+    "only when it must be learned (fighting, reacting to moving creatures, surviving). "
+    "Use only names from the manual. Answer with JSON."
 )
 
 PLANNER_EXAMPLE_TASK = (
-    "(Example from another game.) Task: serve_soup: serve a bowl of soup.\n"
-    "Manual: pick up vegetables in the garden; cook soup at a stove with 2 vegetables; "
-    "serving soup unlocks the achievement serve_soup. Customers wander around."
+    "(Example from another game.) Task: place_stove: unlock the achievement place_stove.\n"
+    "Manual (part):\n"
+    "- collect_reed: face reeds and do\n"
+    "- collect_clay: face clay and do (needs 1 spade)\n"
+    "- place_bench: place bench (uses 2 reed; on grass)\n"
+    "- make_spade: make spade (uses 1 reed; nearby bench)\n"
+    "- place_stove: place stove (uses 2 clay; on grass)"
 )
 
 PLANNER_EXAMPLE_ANSWER = {
+    "rationale": "place_stove uses 2 clay; clay needs a spade; make_spade uses 1 reed near a "
+    "bench; place_bench uses 2 reed. So: 3 reed, bench, spade, 2 clay, stove.",
     "sub_actions": [
         {
-            "id": "get_vegetables",
-            "description": "Pick up 2 vegetables in the garden.",
-            "predicate": {"kind": "inventory", "name": "vegetable", "at_least": 2},
+            "id": "collect_reeds",
+            "description": "Collect 3 reed: 2 for the bench, 1 for the spade.",
+            "predicate": {"kind": "inventory", "name": "reed", "at_least": 3},
             "method": "code",
-            "reason": "Walk to visible vegetables and pick them up.",
+            "reason": "Find reeds, walk to them and collect.",
         },
         {
-            "id": "cook_soup",
-            "description": "Cook soup at a stove.",
-            "predicate": {"kind": "inventory", "name": "soup", "at_least": 1},
+            "id": "place_bench",
+            "description": "Place a bench.",
+            "predicate": {"kind": "achievement", "name": "place_bench", "at_least": 1},
             "method": "code",
-            "reason": "A fixed sequence once the vegetables are held.",
+            "reason": "One placement once the reed is held.",
         },
         {
-            "id": "serve_soup",
-            "description": "Find a wandering customer and serve the soup.",
-            "predicate": {"kind": "achievement", "name": "serve_soup", "at_least": 1},
-            "method": "rl",
-            "reason": "Customers move; reaching them needs learned control.",
+            "id": "make_spade",
+            "description": "Make a spade next to the bench.",
+            "predicate": {"kind": "achievement", "name": "make_spade", "at_least": 1},
+            "method": "code",
+            "reason": "Walk to the bench and make it.",
+        },
+        {
+            "id": "collect_clay",
+            "description": "Collect 2 clay with the spade.",
+            "predicate": {"kind": "inventory", "name": "clay", "at_least": 2},
+            "method": "code",
+            "reason": "Find clay, walk to it and collect.",
+        },
+        {
+            "id": "place_stove",
+            "description": "Place the stove.",
+            "predicate": {"kind": "achievement", "name": "place_stove", "at_least": 1},
+            "method": "code",
+            "reason": "One placement once the clay is held.",
         },
     ],
-    "rationale": "Gather, cook, then the moving part is learned.",
 }
 
 
@@ -134,6 +169,18 @@ def planner_schema(vocabulary: dict[str, list[str]]) -> dict[str, Any]:
     if not names:
         names = [word for words in vocabulary.values() for word in words]
     return restrict_schema(Plan, {"Predicate.name": names})
+
+
+def manual_lines(manual: str, words: Sequence[str], limit: int = 6) -> list[str]:
+    """The manual's list lines that mention any of `words` (as whole words): a short
+    excerpt a small model reads more reliably than the whole manual."""
+    patterns = [re.compile(rf"(?<![a-z0-9_]){re.escape(w)}(?![a-z0-9_])") for w in words if w]
+    found = [
+        line.strip()
+        for line in manual.splitlines()
+        if line.lstrip().startswith("- ") and any(p.search(line) for p in patterns)
+    ]
+    return list(dict.fromkeys(found))[:limit]
 
 
 def planner_messages(
@@ -147,17 +194,26 @@ def planner_messages(
     """Messages asking the planner for a `Plan` (or a revised one after feedback).
 
     The manual and skill API sit in the system message, ahead of everything that changes
-    between calls, so a local server can reuse the evaluated prompt prefix.
+    between calls, so a local server can reuse the evaluated prompt prefix. The manual's
+    lines about the task are repeated next to it.
     """
     system = (
         f"{PLANNER_SYSTEM}\n\nGame manual:\n{clip(manual, MANUAL_CHARS)}\n\n"
         f"Skill API for code:\n{clip(skills_doc, SKILLS_CHARS)}"
     )
-    parts = [f"Task: {task_name}: {task_description}"]
+    short_name = task_name.rpartition(":")[2]
+    parts = [f"Task: {short_name}: {task_description}"]
+    lines = manual_lines(manual, [short_name])
+    if lines:
+        parts.append("Manual lines about it:\n" + "\n".join(lines))
     if previous_plan:
         parts.append(f"Previous plan:\n{clip(_compact(previous_plan), CODE_CHARS)}")
     if feedback:
-        parts.append(f"Feedback on it:\n{clip(feedback, FEEDBACK_CHARS)}\nRevise the plan.")
+        parts.append(
+            f"What is wrong with it:\n{clip(feedback, FEEDBACK_CHARS)}\n"
+            "Write a new plan that fixes this: add the missing steps before the steps that "
+            "need them."
+        )
     return [
         SystemMessage(content=system),
         HumanMessage(content=PLANNER_EXAMPLE_TASK),
@@ -170,28 +226,78 @@ def planner_messages(
 
 CODER_CODE_SYSTEM = (
     "You write a code action: a Python function `def run(api):` that does one sub-action "
-    "using only the skill API, with literal arguments, and returns True when the sub-action "
-    "is done, False when it cannot be done. Every loop must call a skill that acts, so it "
-    "makes progress. Keep it short."
+    "with the skill API and returns True when the sub-action is done, False when it cannot "
+    "be done. Call only api.<skill>(...) with literal arguments. move_to only reaches "
+    "things the agent has seen: when api.seen(x) is False, call api.explore() first. Use "
+    "a bounded loop `for _ in range(N):` that checks the goal at its start, so the code "
+    "stops as soon as the sub-action is done and keeps trying when a call fails. The "
+    "earlier steps of the plan have already run. Keep it short."
 )
 
 CODER_CODE_EXAMPLE_TASK = (
-    "(Example from another game.) Sub-action: get_vegetables: pick up 2 vegetables.\n"
-    "Done when: inventory vegetable >= 2\n"
-    "Skill API:\n"
-    'api.walk_to(target: "garden"|"stove") -> bool  # Walk next to the nearest visible '
-    "target. [acts]\n"
-    "api.pick() -> bool  # Pick up what is in front. [acts]\n"
-    'api.has(item: "vegetable"|"soup") -> int  # How many are held.'
+    "(Example from another game.) Sub-action: collect_reeds: collect 3 reed.\n"
+    "Done when: inventory reed >= 3\n"
+    "Skill API (part):\n"
+    'api.count(item: "reed"|"clay") -> int  # How many the inventory holds.\n'
+    'api.seen(name: "reeds"|"clay"|"bench") -> bool  # Whether it was seen.\n'
+    'api.move_to(name: "reeds"|"clay"|"bench") -> bool  # Walk next to the nearest seen '
+    "one and face it. [acts]\n"
+    "api.explore(steps: int = 20) -> bool  # Walk toward unseen parts of the map. [acts]\n"
+    "api.do() -> bool  # Interact with the facing cell. [acts]"
 )
 
 CODER_CODE_EXAMPLE_ANSWER = (
     "def run(api):\n"
-    '    while api.has("vegetable") < 2:\n'
-    '        if not api.walk_to("garden"):\n'
+    "    for _ in range(20):\n"
+    '        if api.count("reed") >= 3:\n'
+    "            return True\n"
+    '        if api.seen("reeds"):\n'
+    '            api.move_to("reeds")\n'
+    "            api.do()\n"
+    "        else:\n"
+    "            api.explore(20)\n"
+    "    return False\n"
+)
+
+CODER_CODE_EXAMPLE_TASK_2 = (
+    "(Example from another game.) Sub-action: place_bench: place a bench.\n"
+    "Done when: achievement place_bench unlocked\n"
+    "Earlier steps done: collect_reeds (inventory reed >= 3)"
+)
+
+CODER_CODE_EXAMPLE_ANSWER_2 = (
+    "def run(api):\n"
+    "    for _ in range(3):\n"
+    '        if api.place("bench"):\n'
+    "            return True\n"
+    "        api.explore(5)\n"
+    "    return False\n"
+)
+
+CODER_CODE_EXAMPLE_TASK_3 = (
+    "(Example from another game.) Sub-action: make_spade: make a spade next to the bench.\n"
+    "Done when: achievement make_spade unlocked\n"
+    "Earlier steps done: collect_reeds (inventory reed >= 3), place_bench (achievement "
+    "place_bench unlocked)"
+)
+
+CODER_CODE_EXAMPLE_ANSWER_3 = (
+    "def run(api):\n"
+    "    for _ in range(5):\n"
+    '        if api.has("spade"):\n'
+    "            return True\n"
+    '        if not api.seen("bench"):\n'
     "            return False\n"
-    "        api.pick()\n"
-    "    return True\n"
+    '        api.move_to("bench")\n'
+    '        api.make("spade")\n'
+    "    return False\n"
+)
+
+
+CODER_CODE_EXAMPLES: tuple[tuple[str, str], ...] = (
+    (CODER_CODE_EXAMPLE_TASK, CODER_CODE_EXAMPLE_ANSWER),
+    (CODER_CODE_EXAMPLE_TASK_2, CODER_CODE_EXAMPLE_ANSWER_2),
+    (CODER_CODE_EXAMPLE_TASK_3, CODER_CODE_EXAMPLE_ANSWER_3),
 )
 
 
@@ -201,11 +307,13 @@ def coder_code_messages(
     skills_doc: str,
     feedback: str | None,
     previous_code: str | None,
+    earlier: Sequence[dict[str, Any]] = (),
 ) -> list[BaseMessage]:
     """Messages asking the coder for a code action (`CodeActionAnswer`).
 
     As for the planner, the manual and skill API lead the prompt so that consecutive
-    coder calls share their evaluated prefix.
+    coder calls share their evaluated prefix. `earlier` are the plan's steps before this
+    one (they have run when the code starts).
     """
     system = (
         f"{CODER_CODE_SYSTEM}\n\nGame manual:\n{clip(manual, MANUAL_CHARS)}\n\n"
@@ -215,16 +323,33 @@ def coder_code_messages(
         f"Sub-action: {sub_action.get('id', '')}: {sub_action.get('description', '')}",
         f"Done when: {describe_predicate(sub_action.get('predicate', {}))}",
     ]
+    if earlier:
+        done = ", ".join(
+            f"{s.get('id', '?')} ({describe_predicate(s.get('predicate', {}))})" for s in earlier
+        )
+        parts.append(f"Earlier steps done: {done}")
     if previous_code:
         parts.append(f"Previous code:\n{clip(previous_code, CODE_CHARS)}")
     if feedback:
-        parts.append(f"What went wrong:\n{clip(feedback, FEEDBACK_CHARS)}\nFix the code.")
-    return [
-        SystemMessage(content=system),
-        HumanMessage(content=CODER_CODE_EXAMPLE_TASK),
-        AIMessage(content=CODER_CODE_EXAMPLE_ANSWER),
-        HumanMessage(content="\n\n".join(parts)),
-    ]
+        parts.append(f"What went wrong:\n{clip(feedback, CODE_FEEDBACK_CHARS)}\nFix the code.")
+    request = "\n\n".join(parts)
+    shots: list[BaseMessage] = []
+    for task, answer in closest_last(CODER_CODE_EXAMPLES, parts[0]):
+        shots += [HumanMessage(content=task), AIMessage(content=answer)]
+    return [SystemMessage(content=system), *shots, HumanMessage(content=request)]
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z]+", text.lower()))
+
+
+def closest_last(examples: Sequence[tuple[str, str]], request: str) -> list[tuple[str, str]]:
+    """The few-shot examples ordered by how many words their task shares with the request,
+    the closest last: a small model follows the example next to the question most."""
+    words = _words(request)
+    first_lines = [task.splitlines()[0] for task, _ in examples]
+    ranked = sorted(range(len(examples)), key=lambda i: (len(_words(first_lines[i]) & words), -i))
+    return [examples[i] for i in ranked]
 
 
 CODER_RL_SYSTEM = (

@@ -19,8 +19,9 @@ class LLMSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     model: str = Field(
-        default="local:smollm2",
-        description="`local:smollm2`, `openai:<model>`, `<http(s) base URL>#<model>`, or "
+        default="local:qwen2.5-coder-1.5b",
+        description="`local:qwen2.5-coder-1.5b`, `local:smollm2`, `openai:<model>`, "
+        "`<http(s) base URL>#<model>`, or "
         "`<plugin>:<model>` for any backend registered in `rlgpt.llms`.",
     )
     temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="Sampling temperature.")
@@ -30,6 +31,7 @@ class LLMSettings(BaseModel):
         default=2, ge=0, description="Retries for transient errors and for unparsable answers."
     )
     cache_dir: str = Field(default="", description="On-disk response cache directory; empty = off.")
+    seed: int = Field(default=0, ge=0, description="Sampling seed (matters when temperature > 0).")
 
     @classmethod
     def for_role(cls, context: Context, role: LLMRole) -> LLMSettings:
@@ -43,6 +45,7 @@ class LLMSettings(BaseModel):
             timeout=context.llm_timeout,
             max_retries=context.llm_max_retries,
             cache_dir=context.llm_cache_dir,
+            seed=context.seed,
         )
 
 
@@ -58,7 +61,7 @@ def split_model(model: str) -> tuple[str, str]:
     backend, sep, name = text.partition(":")
     if not sep or not backend or not name:
         raise ValueError(
-            f"malformed model string {model!r}; expected `local:smollm2`, `openai:<model>` "
+            f"malformed model string {model!r}; expected `local:<model>`, `openai:<model>` "
             "or `<http(s) base URL>#<model>`"
         )
     return backend, name

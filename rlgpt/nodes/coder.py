@@ -27,7 +27,7 @@ from rlgpt.nodes.common import (
     plan_of,
 )
 from rlgpt.tools.evaluate import check_code_action
-from rlgpt.tools.library import ActionLibrary
+from rlgpt.tools.library import ActionLibrary, SharedLibrary
 from rlgpt.tools.sandbox import CodeActionRejected, SandboxLimits, check_code
 
 log = get_logger("coder")
@@ -56,7 +56,7 @@ class LLMCoder:
         for step in sorted(todo, key=lambda s: s.method != "code"):
             try:
                 if step.method == "code":
-                    record, usage, errors = self._write_code(step, plan, state, ctx)
+                    record, usage, errors = self._write_code(step, plan, state, library, ctx)
                     update["library"][step.id] = record
                     library[step.id] = record
                 else:
@@ -74,21 +74,98 @@ class LLMCoder:
         return update
 
     def _write_code(
-        self, step: SubAction, plan: Plan, state: State, ctx: Context
+        self,
+        step: SubAction,
+        plan: Plan,
+        state: State,
+        library: dict[str, ActionRecord],
+        ctx: Context,
     ) -> tuple[ActionRecord, dict[str, Usage], list[ErrorRecord]]:
-        adapter = env_adapter(ctx.env)
-        specs = adapter.skill_specs()
-        skill_names = [s.name for s in specs]
-        settings = LLMSettings.for_role(ctx, "coder")
-        previous = state.get("library", {}).get(step.id)
+        """Reuse a stored action that passes here, else write one and repair it with the
+        check's failure traces, up to `code_repairs` times; the best attempt is kept."""
+        lib = ActionLibrary(library_dir(state))
+        previous = library.get(step.id)
         previous_code = _read(previous["path"]) if previous and previous["kind"] == "code" else None
         feedback = state.get("feedback") or None
         usage: dict[str, Usage] = {}
         errors: list[ErrorRecord] = []
-        code = ""
+        best: tuple[str, dict[str, Any], str] | None = None  # (code, check, origin)
+
+        shared = SharedLibrary(ctx.shared_library_dir()) if ctx.reuse_library else None
+        found = shared.find(step.predicate) if shared is not None and previous is None else None
+        if found is not None:
+            code, entry = found
+            check = self._check(code, step, plan, state, library, ctx, errors)
+            best = (code, check, f"reused from the shared library (version {entry.version})")
+            log.info("code_reused", subaction=step.id, success_rate=check["success_rate"])
+            if check["success_rate"] < ctx.success_threshold:
+                feedback, previous_code = check_feedback(check, step), code
+
+        attempts = 0
+        while attempts <= ctx.code_repairs and (
+            best is None or best[1]["success_rate"] < ctx.success_threshold
+        ):
+            attempts += 1
+            answer, spent = self._ask_code(
+                step, plan, ctx, feedback, previous_code, errors, repair=attempts - 1
+            )
+            usage = add_usage(usage, spent)
+            if answer is None:
+                break
+            check = self._check(answer, step, plan, state, library, ctx, errors)
+            log.info(
+                "code_checked", subaction=step.id, attempt=attempts, rate=check["success_rate"]
+            )
+            if best is None or check["success_rate"] > best[1]["success_rate"]:
+                best = (answer, check, f"written by the coder (attempt {attempts})")
+            feedback, previous_code = check_feedback(check, step), answer
+        if best is None:
+            best = (previous_code or "", {"success_rate": 0.0, "episodes": 0}, "no usable code")
+        code, check, origin = best
+        lib.add_code(
+            step.id,
+            code,
+            subaction=step.id,
+            description=f"{step.description} ({origin})",
+            max_steps=ctx.code_action_max_steps,
+            predicate=step.predicate,
+            check=check,
+        )
+        if shared is not None and check["success_rate"] >= ctx.success_threshold:
+            shared.publish(step.predicate, code, step.description, check)
+        return lib.record(step.id), usage, errors
+
+    def _ask_code(
+        self,
+        step: SubAction,
+        plan: Plan,
+        ctx: Context,
+        feedback: str | None,
+        previous_code: str | None,
+        errors: list[ErrorRecord],
+        repair: int = 0,
+    ) -> tuple[str | None, dict[str, Usage]]:
+        """One code answer that passes the static check (with a retry per refusal);
+        repairs (`repair` > 0) sample at `repair_temperature` with a seed of their own."""
+        adapter = env_adapter(ctx.env)
+        specs = adapter.skill_specs()
+        skill_names = [s.name for s in specs]
+        settings = LLMSettings.for_role(ctx, "coder")
+        if repair:
+            temperature = max(settings.temperature, ctx.repair_temperature)
+            settings = settings.model_copy(
+                update={"temperature": temperature, "seed": settings.seed * 100 + repair}
+            )
+        earlier = [s.model_dump() for s in plan.sub_actions[: plan.sub_actions.index(step)]]
+        usage: dict[str, Usage] = {}
         for attempt in range(ctx.llm_max_retries + 1):
             messages = coder_code_messages(
-                step.model_dump(), adapter.manual(), skills_doc(specs), feedback, previous_code
+                step.model_dump(),
+                adapter.manual(),
+                skills_doc(specs),
+                feedback,
+                previous_code,
+                earlier,
             )
             result = ask_code(
                 "coder", settings, messages, skill_specs=specs, vocabulary=adapter.vocabulary()
@@ -97,21 +174,34 @@ class LLMCoder:
             code = result.value.code
             try:
                 check_code(code, skill_names)
-                break
+                return code, usage
             except CodeActionRejected as exc:
                 log.info("code_rejected", subaction=step.id, attempt=attempt, error=str(exc))
                 errors.append(
                     error_record("coder", "code_rejected", str(exc), step.id, line=exc.line)
                 )
                 feedback, previous_code = f"The static check refused the code: {exc}", code
-        lib = ActionLibrary(library_dir(state))
+        return None, usage
+
+    def _check(
+        self,
+        code: str,
+        step: SubAction,
+        plan: Plan,
+        state: State,
+        library: dict[str, ActionRecord],
+        ctx: Context,
+        errors: list[ErrorRecord],
+    ) -> dict[str, Any]:
+        """The code run on real episodes after the plan's earlier steps (as written so far
+        in this coder step, so a new step starts where the new earlier steps leave it)."""
         try:
-            check = check_code_action(
+            return check_code_action(
                 source=code,
                 name=step.id,
                 predicate=step.predicate,
-                library_dir=lib.root,
-                prelude=earlier_actions(plan, step.id, state.get("library", {})),
+                library_dir=library_dir(state),
+                prelude=earlier_actions(plan, step.id, library),
                 seeds=list(range(ctx.seed, ctx.seed + ctx.code_check_episodes)),
                 limits=sandbox_limits(ctx),
                 episode_length=ctx.subaction_max_steps * (1 + len(plan.sub_actions)),
@@ -120,18 +210,7 @@ class LLMCoder:
         except Exception as exc:  # the check's worker died: keep the code, report why
             log.warning("code_check_failed", subaction=step.id, error=repr(exc))
             errors.append(error_record("coder", "check_failed", repr(exc), step.id))
-            check = {"success_rate": 0.0, "episodes": 0, "errors": [{"message": repr(exc)}]}
-        log.info("code_checked", subaction=step.id, success_rate=check["success_rate"])
-        lib.add_code(
-            step.id,
-            code,
-            subaction=step.id,
-            description=step.description,
-            max_steps=ctx.code_action_max_steps,
-            predicate=step.predicate,
-            check=check,
-        )
-        return lib.record(step.id), usage, errors
+            return {"success_rate": 0.0, "episodes": 0, "errors": [{"message": repr(exc)}]}
 
     def _write_setup(
         self, step: SubAction, library: dict[str, ActionRecord], state: State, ctx: Context
@@ -161,6 +240,30 @@ class LLMCoder:
             )
             setup.code_actions = [n for n in setup.code_actions if n in code_actions]
         return setup, {"coder": result.usage}, errors
+
+
+def check_feedback(check: dict[str, Any], step: SubAction, episodes: int = 2) -> str:
+    """What the check saw, for the next attempt: failing episodes with why, the inventory
+    at the end and the last skill calls, and the errors."""
+    results = check.get("results") or []
+    failed = [r for r in results if not r.get("success")]
+    lines = [
+        f"Run on {check.get('episodes', 0)} episodes, the check ({step.predicate.describe()}) "
+        f"held in {check.get('successes', 0)}."
+    ]
+    for result in failed[:episodes]:
+        inventory = ", ".join(f"{k} {v}" for k, v in result.get("inventory", {}).items())
+        lines.append(
+            f"Episode {result.get('seed')}: {result.get('reason', 'failed')}; inventory at the "
+            f"end: {inventory or 'empty'}."
+        )
+        trace = result.get("trace") or []
+        if trace:
+            lines.append("Last skill calls: " + "; ".join(trace[-8:]))
+    for error in (check.get("errors") or [])[:2]:
+        where = f" at line {error['line']}" if error.get("line") else ""
+        lines.append(f"Error{where}: {error.get('kind', 'error')}: {error.get('message', '')}")
+    return "\n".join(lines)
 
 
 def _read(path: str) -> str | None:

@@ -84,10 +84,12 @@ def guard(
     if ev["task_success_rate"] >= ctx.success_threshold or fallback["source"] == "budget":
         return fallback
     ids = [i for i in verdict.subaction_ids if i in {s.id for s in plan.sub_actions}]
+    # The model's words come with the measured facts, which a small model may leave out.
+    feedback = f"{verdict.feedback}\nWhat the evaluation saw: {fallback['feedback']}".strip()
     if verdict.route == "coder" and state.get("inner_loops", 0) < ctx.max_inner_loops:
-        return _verdict("coder", ids or fallback["subaction_ids"], verdict.feedback, "llm")
+        return _verdict("coder", ids or fallback["subaction_ids"], feedback, "llm")
     if verdict.route == "planner" and state.get("outer_loops", 0) < ctx.max_outer_loops:
-        return _verdict("planner", [], verdict.feedback, "llm")
+        return _verdict("planner", [], feedback, "llm")
     if verdict.route == "end":
         return _verdict("end", [], verdict.feedback, "llm")
     return fallback
@@ -99,7 +101,8 @@ def _last_error(state: State, node: str) -> str | None:
 
 
 def failure_summary(ev: EvaluationRecord, weak: list[str]) -> str:
-    """A short, concrete account of what failed, for the coder or planner."""
+    """A short, concrete account of what failed, for the coder or planner: the rates, and
+    for the first weak step one failed episode's reason, inventory and last skill calls."""
     parts = [
         f"task success {ev['task_success_rate']:.0%} over {ev['episodes']} held-out episodes",
         "sub-action success: "
@@ -107,13 +110,24 @@ def failure_summary(ev: EvaluationRecord, weak: list[str]) -> str:
     ]
     if weak:
         parts.append(f"first weak step: {weak[0]}")
-    errors = [f for f in ev["failures"] if f.get("error")]
-    if errors:
-        err = errors[0]["error"]
+    failures = [f for f in ev["failures"] if not weak or f.get("subaction") == weak[0]]
+    failures = failures or list(ev["failures"])
+    if failures:
+        first = failures[0]
+        inventory = ", ".join(f"{k} {v}" for k, v in (first.get("inventory") or {}).items())
         parts.append(
-            f"error in {errors[0].get('subaction')}: {err.get('kind')}: {err.get('message')}"
-            + (f" (line {err['line']})" if err.get("line") else "")
+            f"in episode {first.get('seed')}, {first.get('subaction')}: {first.get('reason')}; "
+            f"inventory {inventory or 'empty'}"
         )
+        err = first.get("error")
+        if err:
+            parts.append(
+                f"error: {err.get('kind')}: {err.get('message')}"
+                + (f" (line {err['line']})" if err.get("line") else "")
+            )
+        trace = first.get("trace") or []
+        if trace:
+            parts.append("last skill calls: " + "; ".join(trace[-6:]))
     return "; ".join(parts)
 
 
@@ -184,6 +198,10 @@ class LLMCritic(_CriticBase):
     def decide(
         self, state: State, ctx: Context, plan: Plan, ev: EvaluationRecord
     ) -> tuple[VerdictRecord, dict[str, Any]]:
+        fallback = rules_verdict(state, ctx, plan, ev)
+        if fallback["route"] == "end":
+            # Solved, or no budget left: the rules' verdict stands whatever the model says.
+            return fallback, {}
         errors = [dict(e) for e in state.get("errors", [])[-5:]]
         messages = critic_messages(state["task"], plan.model_dump(), dict(ev), errors)
         try:

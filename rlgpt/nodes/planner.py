@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import re
+from typing import Any, ClassVar, cast
 
 from langgraph.runtime import Runtime
 
 from rlgpt.envs.base import EnvAdapter
 from rlgpt.graph.context import Context
 from rlgpt.graph.schemas import Plan
-from rlgpt.graph.state import State
+from rlgpt.graph.state import State, Usage, add_usage
 from rlgpt.llm import LLMError, LLMSettings, ask_structured
-from rlgpt.llm.prompts import planner_messages, planner_schema, skills_doc
+from rlgpt.llm.prompts import manual_lines, planner_messages, planner_schema, skills_summary
 from rlgpt.logging import get_logger
 from rlgpt.nodes.base import Role
 from rlgpt.nodes.common import context_of, env_adapter, error_record
@@ -57,39 +58,67 @@ class LLMPlanner:
         adapter = env_adapter(ctx.env)
         task = adapter.task(state["task"])
         returning = bool(state.get("plan_history"))
-        messages = planner_messages(
-            task.name,
-            task.description,
-            adapter.manual(),
-            skills_doc(adapter.skill_specs()),
-            state.get("feedback") if returning else None,
-            state.get("plan") if returning else None,
-        )
-        try:
-            result = ask_structured(
-                "planner",
-                LLMSettings.for_role(ctx, "planner"),
-                Plan,
-                messages,
-                json_schema=planner_schema(adapter.vocabulary()),
+        feedback = state.get("feedback") if returning else None
+        previous = state.get("plan") if returning else None
+        settings = LLMSettings.for_role(ctx, "planner")
+        usage: dict[str, Usage] = {}
+        errors: list[Any] = []
+        best: tuple[Plan, list[str]] | None = None
+        for revision in range(ctx.plan_revisions + 1):
+            messages = planner_messages(
+                task.name,
+                task.description,
+                adapter.manual(),
+                skills_summary(adapter.skill_specs()),
+                feedback,
+                previous,
             )
-        except LLMError as exc:
-            log.warning("plan_failed", kind=exc.kind, error=str(exc))
-            return {
-                "errors": [error_record("planner", f"llm_{exc.kind}", str(exc), raw=exc.raw)],
-                "todo": [],
-                "usage": {"planner": exc.usage} if exc.usage else {},
-            }
-        update: dict[str, Any] = {"usage": {"planner": result.usage}}
-        try:
-            plan = check_plan(result.value, adapter)
-        except PlanInvalidError as exc:
-            log.warning("plan_invalid", error=str(exc))
-            update.update(
-                errors=[error_record("planner", "invalid_plan", str(exc), raw=result.raw)],
-                todo=[],
-            )
+            try:
+                result = ask_structured(
+                    "planner",
+                    settings,
+                    Plan,
+                    messages,
+                    json_schema=planner_schema(adapter.vocabulary()),
+                )
+            except LLMError as exc:
+                log.warning("plan_failed", kind=exc.kind, error=str(exc))
+                if exc.usage:
+                    usage = add_usage(usage, {"planner": cast(Usage, exc.usage)})
+                errors.append(error_record("planner", f"llm_{exc.kind}", str(exc), raw=exc.raw))
+                break
+            usage = add_usage(usage, {"planner": result.usage})
+            try:
+                plan = check_plan(result.value, adapter)
+            except PlanInvalidError as exc:
+                log.warning("plan_invalid", error=str(exc))
+                errors.append(error_record("planner", "invalid_plan", str(exc), raw=result.raw))
+                feedback, previous = (
+                    f"The plan names unknown things: {exc}",
+                    result.value.model_dump(),
+                )
+                continue
+            problems, raised = rule_problems(adapter, plan)
+            if raised:
+                log.info("plan_counts_raised", counts=raised)
+            # A revision no worse than the best so far wins: it answers the latest feedback.
+            if best is None or len(problems) <= len(best[1]):
+                best = (plan, problems)
+            if not problems:
+                break
+            log.info("plan_lacks", revision=revision, problems=problems)
+            feedback = rules_feedback(problems, adapter.manual())
+            previous = plan.model_dump()
+        update: dict[str, Any] = {"usage": usage, "errors": errors}
+        if best is None:
+            update["todo"] = []
             return update
+        plan, problems = best
+        if problems:
+            # The plan goes ahead; the critic sees what the rules found and can send it back.
+            update["errors"].append(
+                error_record("planner", "plan_lacks", "; ".join(problems), plan=plan.model_dump())
+            )
         dumped = plan.model_dump()
         log.info("planned", steps=[(s.id, s.method) for s in plan.sub_actions])
         update.update(
@@ -99,3 +128,33 @@ class LLMPlanner:
             feedback="",
         )
         return update
+
+
+def rules_feedback(problems: list[str], manual: str) -> str:
+    """The rules' findings, with the manual's lines about the achievements they name."""
+    # The findings name what would fix them in parentheses: "(collect_wood, inventory ...)".
+    groups = [g for p in problems for g in re.findall(r"\(([^)]*)\)", p)]
+    words = [w for g in groups for part in g.split(",") if "_" in (w := part.strip().split(" ")[0])]
+    lines = manual_lines(manual, list(dict.fromkeys(words)))
+    text = "The game's rules say this plan lacks: " + "; ".join(problems)
+    return text + ("\nManual lines that help:\n" + "\n".join(lines) if lines else "")
+
+
+def rule_problems(adapter: EnvAdapter, plan: Plan) -> tuple[list[str], dict[str, str]]:
+    """What the env's rules say the plan lacks ([] when the adapter has no such check).
+
+    Counts are arithmetic a small model gets wrong: a collecting step that collects fewer
+    than the later steps use gets the check the rules compute, in place (returned as
+    step id -> the new check, in words).
+    """
+    check = getattr(adapter, "plan_problems", None)
+    if check is None:
+        return [], {}
+    problems, counts = check([(s.id, s.predicate) for s in plan.sub_actions])
+    raised: dict[str, str] = {}
+    for step in plan.sub_actions:
+        if step.id in counts:
+            step.predicate = counts[step.id]
+            raised[step.id] = step.predicate.describe()
+            step.description += f" ({raised[step.id]})"
+    return list(problems), raised

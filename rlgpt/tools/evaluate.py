@@ -220,16 +220,20 @@ def _check_worker(
         holds = pred.holds(env.last_info) if pred is not None else result.success
         for error in result.errors:
             errors.append({**error, "seed": seed})
-        results.append(
-            {
-                "seed": seed,
-                "success": bool(holds),
-                "returned_true": bool(result.success),
-                "steps": result.env_steps,
-                "prelude_ok": prelude_ok,
-                "inventory": _items(env.last_info),
-            }
-        )
+        record = {
+            "seed": seed,
+            "success": bool(holds),
+            "returned_true": bool(result.success),
+            "steps": result.env_steps,
+            "prelude_ok": prelude_ok,
+            "inventory": _items(env.last_info),
+        }
+        if not holds:
+            record["reason"] = why_failed(
+                result.success, result.env_steps, result.errors, env.episode_over
+            )
+            record["trace"] = result.trace
+        results.append(record)
     env.close()
     successes = sum(r["success"] for r in results)
     episodes = len(results)
@@ -244,6 +248,21 @@ def _check_worker(
         "errors": errors,
         "results": results,
     }
+
+
+def why_failed(returned: bool | None, steps: int, errors: Sequence[Any], episode_over: bool) -> str:
+    """A plain account of why a call of an action did not reach its check."""
+    if errors:
+        return "error"
+    if episode_over:
+        return "the episode ended (the player died or time ran out)"
+    if returned is None:
+        return "the action was never called"
+    if steps == 0:
+        return f"the action returned {returned} without taking any env step"
+    if returned:
+        return f"the action returned True after {steps} env steps, but the check does not hold"
+    return f"the action returned False after {steps} env steps"
 
 
 def _items(info: Mapping[str, Any]) -> dict[str, int]:
@@ -458,14 +477,12 @@ def _plan_worker(
                     send_partial({"sub_ok": list(done_steps), "env_steps": length})
                     continue
                 if failure is None:
-                    reason = (
-                        "error"
-                        if run["errors"]
-                        else "episode ended"
-                        if env.episode_over
-                        else "step budget spent"
+                    reason = why_failed(
+                        run["returned"], run["last_steps"], run["errors"], env.episode_over
                     )
-                    failure = {"reason": reason, "errors": run["errors"]}
+                    if run["calls"] > 1 and not run["errors"]:
+                        reason += f" (called {run['calls']} times, {run['env_steps']} steps)"
+                    failure = {"reason": reason, "errors": run["errors"], "trace": run["trace"]}
             all_done = False
             trace = {
                 "seed": seed,
@@ -475,6 +492,7 @@ def _plan_worker(
                 "errors": failure["errors"][:5],
                 "inventory": _items(env.last_info),
                 "env_steps": length,
+                "trace": failure.get("trace", [])[-12:],
             }
             if failure["errors"]:
                 trace["error"] = failure["errors"][0]

@@ -307,3 +307,51 @@ class ActionLibrary:
         if entry.check is not None:
             record["check"] = entry.check
         return record
+
+
+class SharedLibrary:
+    """Code actions that passed their checks, kept across runs and found by what they do.
+
+    Each entry is named after the predicate it reaches (`inventory_wood_3`,
+    `achievement_place_table_1`); a better version of the same predicate archives the old
+    one. A run copies an entry into its own library only after checking it again from its
+    own plan's start state.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.library = ActionLibrary(root)
+
+    @staticmethod
+    def key(predicate: Predicate) -> str:
+        """The entry name for a predicate."""
+        return re.sub(r"[^a-z0-9_]", "_", f"{predicate.kind}_{predicate.name}_{predicate.at_least}")
+
+    def find(self, predicate: Predicate) -> tuple[str, LibraryEntry] | None:
+        """The stored source and entry of the action reaching `predicate`, if any."""
+        name = self.key(predicate)
+        if name not in self.library:
+            return None
+        entry = self.library.get(name)
+        if entry.kind != "code" or entry.predicate != predicate:
+            return None
+        return self.library.source(name), entry
+
+    def publish(
+        self, predicate: Predicate, source: str, description: str, check: dict[str, Any]
+    ) -> LibraryEntry | None:
+        """Store a passed action unless the stored one did at least as well."""
+        found = self.find(predicate)
+        rate = float(check.get("success_rate", 0.0))
+        if found is not None:
+            old_source, old = found
+            old_rate = float((old.check or {}).get("success_rate", 0.0))
+            if old_source == source or old_rate >= rate:
+                return None
+        return self.library.add_code(
+            self.key(predicate),
+            source,
+            subaction=predicate.describe(),
+            description=description,
+            predicate=predicate,
+            check={k: check[k] for k in ("success_rate", "episodes") if k in check},
+        )

@@ -12,7 +12,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections import deque
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from types import CodeType, FrameType, MappingProxyType, SimpleNamespace, TracebackType
@@ -24,6 +25,9 @@ from rlgpt.envs.base import OptionInterrupted
 from rlgpt.logging import get_logger
 
 log = get_logger("rlgpt.sandbox")
+
+#: Skill calls of one code-action call kept for the coder's feedback (the most recent).
+TRACE_CALLS = 24
 
 ErrorKind = Literal[
     "static",
@@ -224,6 +228,10 @@ class CodeAction:
     skill_names: tuple[str, ...]
     # (proxy, slot, API type): one proxy per action, re-pointed at each call's API.
     proxy_cache: tuple[SimpleNamespace, list[Any], type] | None = field(default=None, repr=False)
+    # The most recent skill calls of the current call: (skill, args, result), for feedback.
+    calls: deque[tuple[str, tuple[Any, ...], dict[str, Any], str]] = field(
+        default_factory=lambda: deque(maxlen=TRACE_CALLS), repr=False
+    )
 
 
 @dataclass
@@ -235,6 +243,7 @@ class Outcome:
     error: dict[str, Any] | None = None
     interrupted: str | None = None
     seconds: float = 0.0
+    trace: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict (JSON friendly)."""
@@ -506,13 +515,26 @@ def plain_value(value: Any) -> Any:
     raise TypeError(f"a skill returned an unsupported {kind.__name__}")
 
 
-def _build_proxy(api: Any, skill_names: Collection[str]) -> tuple[SimpleNamespace, list[Any]]:
-    """A proxy of the skill methods and the one-item slot holding the API it forwards to."""
+def _build_proxy(
+    api: Any,
+    skill_names: Collection[str],
+    calls: deque[tuple[str, tuple[Any, ...], dict[str, Any], str]] | None = None,
+) -> tuple[SimpleNamespace, list[Any]]:
+    """A proxy of the skill methods and the one-item slot holding the API it forwards to;
+    with `calls`, each skill call is recorded there as (skill, arguments, result)."""
     slot: list[Any] = [None]
 
     def forward(name: str) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
-            return plain_value(getattr(slot[0], name)(*args, **kwargs))
+            if calls is None:
+                return plain_value(getattr(slot[0], name)(*args, **kwargs))
+            try:
+                value = plain_value(getattr(slot[0], name)(*args, **kwargs))
+            except BaseException as exc:
+                calls.append((name, args, kwargs, f"raised {type(exc).__name__}"))
+                raise
+            calls.append((name, args, kwargs, _short_repr(value)))
+            return value
 
         call.__name__ = name
         call.__doc__ = getattr(getattr(type(api), name, None), "__doc__", None)
@@ -520,6 +542,36 @@ def _build_proxy(api: Any, skill_names: Collection[str]) -> tuple[SimpleNamespac
 
     methods = {n: forward(n) for n in skill_names if callable(getattr(api, n, None))}
     return SimpleNamespace(**methods), slot
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    if isinstance(value, str | bytes) and len(value) > limit:
+        value = value[:limit]  # never build the repr of a huge value
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def format_calls(
+    calls: Iterable[tuple[str, tuple[Any, ...], dict[str, Any], str]],
+) -> list[str]:
+    """Skill calls as lines like `api.move_to('tree') -> False`, repeats folded (`x7`)."""
+    lines: list[str] = []
+    last, repeats = "", 0
+    for name, args, kwargs, result in calls:
+        shown = ", ".join(
+            [
+                *(_short_repr(a, 30) for a in args),
+                *(f"{k}={_short_repr(v, 30)}" for k, v in kwargs.items()),
+            ]
+        )
+        line = f"api.{name}({shown}) -> {result}"
+        if line == last:
+            repeats += 1
+            lines[-1] = f"{line} (x{repeats})"
+            continue
+        last, repeats = line, 1
+        lines.append(line)
+    return lines
 
 
 def make_api_proxy(api: Any, skill_names: Collection[str]) -> SimpleNamespace:
@@ -836,7 +888,7 @@ def call_code_function(
         proxy, slot = cached[0], cached[1]
     else:
         # First call, another API type, or a nested call of the same action: a fresh proxy.
-        proxy, slot = _build_proxy(api, action.skill_names)
+        proxy, slot = _build_proxy(api, action.skill_names, action.calls)
         if cached is None:
             action.proxy_cache = (proxy, slot, type(api))
     slot[0] = api
@@ -916,6 +968,7 @@ def run_code_action(
         # SkillAPI counts the steps it took; other APIs report none.
         steps_used = lambda: int(getattr(api, "_steps_used", 0))  # noqa: E731
     started = time.monotonic()
+    action.calls.clear()
     value, error, interrupted = call_code_function(
         action, action.run, api, limits, limits.wall_seconds, steps_used
     )
@@ -940,6 +993,7 @@ def run_code_action(
         error=error,
         interrupted=interrupted,
         seconds=time.monotonic() - started,
+        trace=format_calls(action.calls),
     )
 
 

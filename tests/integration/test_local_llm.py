@@ -68,8 +68,12 @@ STEP = {
 }
 
 
+#: The small model: these tests need a working endpoint, not good answers.
+FAST = "smollm2"
+
+
 def local_settings(max_tokens: int) -> LLMSettings:
-    return LLMSettings(model="local:smollm2", max_tokens=max_tokens, max_retries=1, timeout=120)
+    return LLMSettings(model=f"local:{FAST}", max_tokens=max_tokens, max_retries=1, timeout=120)
 
 
 def test_plan_is_schema_constrained(local_server: LocalServer) -> None:
@@ -79,7 +83,9 @@ def test_plan_is_schema_constrained(local_server: LocalServer) -> None:
     vocabulary = {"achievements": ["collect_wood", "place_table"], "items": ["wood", "stone"]}
     names = [*vocabulary["achievements"], *vocabulary["items"]]
     schema = planner_schema(vocabulary)
-    result = ask_structured("planner", local_settings(400), Plan, messages, json_schema=schema)
+    # Room for a long plan (the schema admits a rationale and up to 8 steps), not only a
+    # short one: this model fills lists.
+    result = ask_structured("planner", local_settings(1200), Plan, messages, json_schema=schema)
     assert isinstance(result.value, Plan) and 1 <= len(result.value.sub_actions) <= 8
     assert all(step.predicate.name in names for step in result.value.sub_actions)
     assert result.value.sub_actions[0].method in ("code", "rl")
@@ -147,7 +153,9 @@ def test_unreachable_endpoint_fails_fast() -> None:
 def test_shared_server_starts_once_and_stops(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(URL_ENV, raising=False)
     urls: list[str] = []
-    threads = [threading.Thread(target=lambda: urls.append(shared_base_url())) for _ in range(3)]
+    threads = [
+        threading.Thread(target=lambda: urls.append(shared_base_url(FAST))) for _ in range(3)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -177,7 +185,7 @@ _CHILD = """
 import os, sys, time
 from rlgpt.llm.local_server import shared_base_url
 from rlgpt.llm.local_server import _shared
-url = shared_base_url()
+url = shared_base_url("smollm2")
 print(_shared["smollm2"].process.pid, url, flush=True)
 time.sleep(120)
 """

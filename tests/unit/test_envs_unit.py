@@ -104,11 +104,9 @@ def test_memory_passable_excludes_lava_objects_and_unknown() -> None:
 
 def test_manual_is_generated_from_the_rules() -> None:
     text = game_manual()
-    assert len(text) < 2600
-    for action in constants.actions:
-        assert action in text
+    assert len(text) < 3400
     for achievement in constants.achievements:
-        assert achievement in text
+        assert f"\n- {achievement}: " in text  # every achievement says how it is unlocked
     table = constants.place["table"]
     assert f"table: uses {table['uses']['wood']} wood" in text
     keys = ("actions", "walkable", "items", "collect", "place", "make", "achievements")
@@ -118,3 +116,5 @@ def test_manual_is_generated_from_the_rules() -> None:
     changed = game_manual(rules)
     assert "table: uses 7 wood" in changed
     assert "wood_pickaxe: uses 1 wood; nearby furnace" in changed
+    assert "place_table: place table (uses 7 wood;" in changed
+    assert "make_wood_pickaxe: make wood_pickaxe (uses 1 wood; nearby furnace)" in changed

@@ -135,7 +135,8 @@ def test_settings_for_role_reads_the_context() -> None:
         99,
         "c",
     )
-    assert LLMSettings.for_role(context, "planner").model == "local:smollm2"
+    assert LLMSettings.for_role(context, "planner").model == "local:qwen2.5-coder-1.5b"
+    assert LLMSettings.for_role(Context(seed=7), "critic").seed == 7
     with pytest.raises(ValueError, match="unknown model role"):
         LLMSettings.for_role(context, "rl_trainer")  # type: ignore[arg-type]
 
@@ -411,7 +412,11 @@ def test_strict_and_bounded_schemas() -> None:
     assert sub_props["description"]["maxLength"] == 100
     assert sub_props["id"]["maxLength"] == 20
     assert "maxLength" not in sub_props["method"]
-    assert bounded["properties"]["sub_actions"]["maxItems"] == 3
+    # Bounds the schema sets itself are kept; the defaults fill in elsewhere.
+    assert bounded["properties"]["sub_actions"]["maxItems"] == 8
+    assert bounded["properties"]["rationale"]["maxLength"] == 400
+    setup = bounded_json_schema(RLSetup.model_json_schema(), 100, 20, 3)
+    assert setup["properties"]["code_actions"]["maxItems"] == 3
 
 
 def test_restrict_schema_limits_names(scripted: ScriptedChatModel) -> None:
@@ -478,6 +483,33 @@ def test_prompt_examples_are_valid_answers() -> None:
     RLSetup.model_validate(prompt_module.CODER_RL_EXAMPLE_ANSWER)
     Verdict.model_validate(prompt_module.CRITIC_EXAMPLE_ANSWER)
     check_code(prompt_module.CODER_CODE_EXAMPLE_ANSWER)
+    # The few-shot code is what the grammar lets the local model write (in the example game).
+    things = ("reeds", "clay", "bench")
+    items = ("reed", "clay", "spade")
+    kitchen = [
+        SkillSpec("count", (SkillParam("item", "str", items),), "int", "", "perception"),
+        SkillSpec("has", (SkillParam("item", "str", items),), "bool", "", "perception"),
+        SkillSpec("seen", (SkillParam("name", "str", things),), "bool", "", "perception"),
+        SkillSpec("move_to", (SkillParam("name", "str", things),), "bool", "", "navigation", True),
+        SkillSpec(
+            "explore", (SkillParam("steps", "int", default=20),), "bool", "", "navigation", True
+        ),
+        SkillSpec("do", (), "bool", "", "interaction", True),
+        SkillSpec(
+            "make", (SkillParam("item", "str", ("spade",)),), "bool", "", "interaction", True
+        ),
+        SkillSpec(
+            "place", (SkillParam("item", "str", ("bench",)),), "bool", "", "interaction", True
+        ),
+    ]
+    grammar = code_grammar(kitchen, {"items": list(items), "names": list(things)})
+    for answer in (
+        prompt_module.CODER_CODE_EXAMPLE_ANSWER,
+        prompt_module.CODER_CODE_EXAMPLE_ANSWER_2,
+        prompt_module.CODER_CODE_EXAMPLE_ANSWER_3,
+    ):
+        check_code(answer)
+        assert gbnf_accepts(grammar, answer), answer
 
 
 def test_skills_doc_lists_every_skill() -> None:
@@ -503,7 +535,10 @@ def test_prompts_carry_inputs_and_stay_short() -> None:
     manual = "rule. " * 2000
     plan = planner_messages("t:x", "do x", manual, skills_doc(SPECS), "too slow", {"a": 1})
     assert isinstance(plan[0], SystemMessage) and isinstance(plan[-1], HumanMessage)
-    assert "t:x" in str(plan[-1].content) and "too slow" in str(plan[-1].content)
+    assert "Task: x: do x" in str(plan[-1].content) and "too slow" in str(plan[-1].content)
+    manual_excerpt = "- place_x: place x (uses 2 y)\n- collect_y: face y and do\n- other: z"
+    about = planner_messages("t:place_x", "d", manual_excerpt, "", None, None)
+    assert str(about[-1].content).endswith("Manual lines about it:\n- place_x: place x (uses 2 y)")
     assert sum(len(str(m.content)) for m in plan) < 9000
     step = {
         "id": "get_wood",
@@ -534,7 +569,7 @@ def test_scripted_model_string_routes_to_the_registered_backend(
         Plan,
         planner_messages("t", "d", "m", "s", None, None),
     )
-    assert result.value.sub_actions[0].id == "get_vegetables"
+    assert result.value.sub_actions[0].id == "collect_reeds"
     assert time.monotonic() - started < 5
 
 

@@ -25,6 +25,9 @@ def _context(tmp_path: Any, **settings: Any) -> Context:
         subaction_max_steps=200,
         max_inner_loops=0,
         max_outer_loops=0,
+        plan_revisions=0,
+        code_repairs=0,
+        reuse_library=False,
         gif=False,
         **settings,
     )

@@ -1,0 +1,152 @@
+"""What makes a small model's answers count: the planner revises a plan the rules find
+lacking, the coder repairs code with the check's failure trace, and code that passed its
+checks is reused by later runs without a model call."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rlgpt.envs.base import Predicate
+from rlgpt.envs.manual import plan_problems
+from rlgpt.tools.library import SharedLibrary
+from tests.fakes import ScriptedChatModel
+from tests.unit.test_graph_loops import GOOD_CODE, code, plan, run, verdict
+
+# Passes the static check, takes one step and claims success without any wood.
+CLAIMS_TOO_EARLY = """def run(api):
+    api.noop()
+    return True
+"""
+
+
+def _achievement(name: str) -> Predicate:
+    return Predicate(kind="achievement", name=name)
+
+
+def test_rules_find_what_a_plan_lacks() -> None:
+    wood = Predicate(kind="inventory", name="wood", at_least=1)
+    steps = [
+        ("w", wood),
+        ("t", _achievement("place_table")),
+        ("p", _achievement("make_wood_pickaxe")),
+    ]
+    # Too few wood for what the later steps use: no problem to send back, a check to raise.
+    assert plan_problems(steps) == ([], {"w": Predicate(kind="inventory", name="wood", at_least=3)})
+    steps[0] = ("w", _achievement("collect_wood"))
+    assert plan_problems(steps)[1] == {"w": Predicate(kind="inventory", name="wood", at_least=3)}
+    steps[0] = ("w", Predicate(kind="inventory", name="wood", at_least=3))
+    assert plan_problems(steps) == ([], {})
+    stone, _ = plan_problems([("s", _achievement("collect_stone"))])
+    assert stone == [
+        "s: collecting stone needs 1 wood_pickaxe in the inventory, which no earlier step "
+        "provides (make_wood_pickaxe)"
+    ]
+    alone, _ = plan_problems([("t", _achievement("place_table"))])
+    assert alone == [
+        "t: placing table uses 2 wood, but no step before it gets wood; add one that does "
+        "(collect_wood, inventory wood >= 2)"
+    ]
+    sword, _ = plan_problems([("p", _achievement("make_wood_sword"))])
+    assert "needs table nearby; place it in an earlier step (place_table)" in sword[0]
+
+
+def test_planner_revises_a_plan_the_rules_find_lacking(
+    scripted: ScriptedChatModel, tmp_path: Path
+) -> None:
+    scripted.answers = [
+        plan(("table", "achievement", "place_table", "code")),
+        plan(("pick", "achievement", "make_wood_pickaxe", "code")),
+        code(GOOD_CODE),
+    ]
+    state, _ = run(
+        "crafter:place_table", tmp_path, plan_revisions=1, critic="rules", max_inner_loops=0,
+        max_outer_loops=0,
+    )  # fmt: skip
+    revision = str(scripted.prompts[1][-1].content)
+    assert "placing table uses 2 wood, but no step before it gets wood" in revision
+    assert "- collect_wood: face tree and do" in revision  # the manual line that helps
+    # Revisions ran out: the plan with fewest problems goes ahead, its gap on record.
+    assert [s["id"] for s in state["plan"]["sub_actions"]] == ["table"]
+    lacks = [e for e in state["errors"] if e["kind"] == "plan_lacks"]
+    assert len(lacks) == 1 and "placing table uses 2 wood" in lacks[0]["message"]
+    assert state["usage"]["planner"]["calls"] == 2
+    assert scripted.remaining == 0
+
+
+def test_planner_raises_a_short_count_itself(scripted: ScriptedChatModel, tmp_path: Path) -> None:
+    scripted.answers = [
+        plan(
+            ("get_wood", "inventory", "wood", "code"),
+            ("table", "achievement", "place_table", "code"),
+        ),
+        code(GOOD_CODE),
+        code(GOOD_CODE),
+    ]
+    state, _ = run(
+        "crafter:place_table", tmp_path, plan_revisions=2, critic="rules", max_inner_loops=0,
+        max_outer_loops=0,
+    )  # fmt: skip
+    first = state["plan"]["sub_actions"][0]
+    assert first["predicate"] == {"kind": "inventory", "name": "wood", "at_least": 2}
+    assert first["description"].endswith("(inventory wood >= 2)")
+    assert state["usage"]["planner"]["calls"] == 1
+    assert not [e for e in state["errors"] if e["kind"] == "plan_lacks"]
+
+
+def test_coder_repairs_code_with_the_checks_trace(
+    scripted: ScriptedChatModel, tmp_path: Path
+) -> None:
+    scripted.answers = [
+        plan(("get_wood", "achievement", "collect_wood", "code")),
+        code(CLAIMS_TOO_EARLY),
+        code(GOOD_CODE),
+    ]
+    state, order = run("crafter:collect_wood", tmp_path, code_repairs=2, max_inner_loops=0)
+    assert order.count("coder") == 1
+    repair = str(scripted.prompts[2][-1].content)
+    assert "the action returned True after 1 env steps, but the check does not hold" in repair
+    assert "api.noop() -> True" in repair  # the skill calls it made
+    assert "Previous code:" in repair and "api.noop()" in repair
+    entry = state["library"]["get_wood"]
+    assert entry["check"]["success_rate"] == 1.0
+    assert "attempt 2" in entry["description"]
+    assert state["usage"]["coder"]["calls"] == 2
+    assert state["evaluations"][-1]["task_success_rate"] >= 2 / 3
+    assert scripted.remaining == 0
+
+
+def test_passed_code_is_reused_by_a_later_run(scripted: ScriptedChatModel, tmp_path: Path) -> None:
+    steps = ("get_wood", "achievement", "collect_wood", "code")
+    scripted.answers = [plan(steps), code(GOOD_CODE)]
+    first, _ = run("crafter:collect_wood", tmp_path, reuse_library=True, critic="rules",
+                   max_inner_loops=0, max_outer_loops=0)  # fmt: skip
+    assert first["library"]["get_wood"]["check"]["success_rate"] == 1.0
+    shared = SharedLibrary(tmp_path / "shared_library")
+    found = shared.find(_achievement("collect_wood"))
+    assert found is not None and found[0] == GOOD_CODE
+
+    # A second run (another thread) plans the same step: no coder call, the code is checked
+    # again from this plan's start and used.
+    scripted.answers.append(plan(("wood_first", "achievement", "collect_wood", "code")))
+    second, _ = run("crafter:collect_wood", tmp_path, reuse_library=True, critic="rules",
+                    max_inner_loops=0, max_outer_loops=0, thread="t2")  # fmt: skip
+    entry = second["library"]["wood_first"]
+    assert "reused from the shared library" in entry["description"]
+    assert entry["check"]["success_rate"] == 1.0
+    assert "coder" not in second["usage"]
+    assert second["evaluations"][-1]["task_success_rate"] >= 2 / 3
+    assert scripted.remaining == 0
+
+
+def test_shared_library_keeps_the_better_version(tmp_path: Path) -> None:
+    shared = SharedLibrary(tmp_path)
+    pred = _achievement("collect_wood")
+    assert shared.publish(pred, GOOD_CODE, "wood", {"success_rate": 0.8, "episodes": 5})
+    assert shared.publish(pred, CLAIMS_TOO_EARLY, "worse", {"success_rate": 0.5}) is None
+    better = shared.publish(pred, GOOD_CODE + "\n", "better", {"success_rate": 1.0})
+    assert better is not None and better.version == 2
+    found = shared.find(pred)
+    assert found is not None and found[1].description == "better"
+    assert shared.find(Predicate(kind="inventory", name="wood", at_least=2)) is None
+    json.loads((tmp_path / "library.json").read_text())  # the manifest stays valid JSON
