@@ -24,6 +24,8 @@ TINY = {
     "max_outer_loops": 0,
     "llm_max_tokens": 300,
     "llm_max_retries": 1,
+    "plan_revisions": 0,
+    "code_repairs": 0,
 }
 
 

@@ -21,6 +21,13 @@ from rlgpt.llm.local_server import URL_ENV
 pytestmark = pytest.mark.integration
 
 SMALL = {
+    # The session's server runs the small model; the run names it, so its records do too.
+    "planner_model": "local:smollm2",
+    "coder_model": "local:smollm2",
+    "critic_model": "local:smollm2",
+    "plan_revisions": 1,
+    "code_repairs": 0,
+    "reuse_library": False,
     "eval_episodes": 3,
     "code_check_episodes": 2,
     "subaction_max_steps": 200,

@@ -33,6 +33,11 @@ TASK = "crafter:collect_wood"
 
 # Tiny budgets: every Context field can be set per run or per assistant.
 SMALL: dict[str, Any] = {
+    "planner_model": "local:smollm2",
+    "coder_model": "local:smollm2",
+    "critic_model": "local:smollm2",
+    "plan_revisions": 0,
+    "code_repairs": 0,
     "rl_timesteps": 1024,
     "rl_n_steps": 128,
     "eval_episodes": 2,
