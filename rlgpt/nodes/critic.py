@@ -79,20 +79,23 @@ def rules_verdict(
 def guard(
     verdict: Verdict, state: State, ctx: Context, plan: Plan, ev: EvaluationRecord
 ) -> VerdictRecord:
-    """Keep a model's verdict within the budgets and the plan; fall back to the rules otherwise."""
+    """Keep a model's verdict within the budgets, the plan and the order of repairs.
+
+    Code is fixed before the plan is: while a step is weak and the coder has budget left,
+    a model's `planner` or early `end` becomes `coder` (a small model otherwise throws
+    away a sound plan, or stops, after one weak evaluation). The model's feedback and
+    choice of steps are kept, with the measured facts beside them.
+    """
     fallback = rules_verdict(state, ctx, plan, ev)
     if ev["task_success_rate"] >= ctx.success_threshold or fallback["source"] == "budget":
         return fallback
     ids = [i for i in verdict.subaction_ids if i in {s.id for s in plan.sub_actions}]
-    # The model's words come with the measured facts, which a small model may leave out.
     feedback = f"{verdict.feedback}\nWhat the evaluation saw: {fallback['feedback']}".strip()
-    if verdict.route == "coder" and state.get("inner_loops", 0) < ctx.max_inner_loops:
+    if fallback["route"] == "coder":
         return _verdict("coder", ids or fallback["subaction_ids"], feedback, "llm")
-    if verdict.route == "planner" and state.get("outer_loops", 0) < ctx.max_outer_loops:
-        return _verdict("planner", [], feedback, "llm")
     if verdict.route == "end":
         return _verdict("end", [], verdict.feedback, "llm")
-    return fallback
+    return _verdict(fallback["route"], [], feedback, "llm")
 
 
 def _last_error(state: State, node: str) -> str | None:

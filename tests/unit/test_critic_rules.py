@@ -103,3 +103,19 @@ def test_guard_keeps_model_within_budget_and_plan() -> None:
     assert guard(asked, spent, Context(max_inner_loops=2), PLAN, ev)["route"] == "planner"
     solved = _ev(1.0, {"get_wood": 1.0, "table": 1.0})
     assert guard(Verdict(route="coder"), state, Context(), PLAN, solved)["route"] == "end"
+
+
+def test_guard_fixes_code_before_the_plan() -> None:
+    ev = _ev(0.5, {"get_wood": 0.5, "table": 0.5})
+    fresh = State(task="crafter:place_table", inner_loops=0, outer_loops=0)
+    replan = Verdict(route="planner", feedback="start over")
+    verdict = guard(replan, fresh, Context(), PLAN, ev)
+    assert (verdict["route"], verdict["subaction_ids"]) == ("coder", ["get_wood"])
+    assert verdict["feedback"].startswith("start over\nWhat the evaluation saw: task success 50%")
+    # An early end also waits until the coder's budget is spent.
+    assert guard(Verdict(route="end"), fresh, Context(), PLAN, ev)["route"] == "coder"
+    spent = State(task="crafter:place_table", inner_loops=2, outer_loops=0)
+    assert guard(replan, spent, Context(max_inner_loops=2), PLAN, ev)["route"] == "planner"
+    assert (
+        guard(Verdict(route="end"), spent, Context(max_inner_loops=2), PLAN, ev)["route"] == "end"
+    )
