@@ -289,11 +289,15 @@ def run_model_suite(args: argparse.Namespace) -> dict[str, Path]:
     )
     config.validate()
     head = writers.envelope("model_speed", asdict(config))  # the code and tree that run
+    tag = args.tag or model.split("-")[0].split(".")[0]
     started = time.monotonic()
-    measured = run_model_speed(config)
-    measured.pop("config")
-    result = {**head, "wall_time": round(time.monotonic() - started, 1), **measured}
-    return write_model_speed(result, args.out, args.tag or model.split("-")[0].split(".")[0])
+
+    def write(measured: dict[str, Any]) -> dict[str, Path]:
+        measured.pop("config")
+        result = {**head, "wall_time": round(time.monotonic() - started, 1), **measured}
+        return write_model_speed(result, args.out, tag)
+
+    return write(run_model_speed(config, on_round=write))
 
 
 def run_tasks_suite(args: argparse.Namespace) -> dict[str, Path]:

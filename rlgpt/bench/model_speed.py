@@ -338,15 +338,18 @@ def run_model_speed(
     config: ModelSpeedConfig,
     caller: Caller = call_endpoint,
     server_factory: Callable[[int], Any] | None = None,
+    on_round: Callable[[dict[str, Any]], object] | None = None,
 ) -> dict[str, Any]:
-    """Every round with the cache off, then on; returns config, probes, per-call records
-    and the summary.
+    """Every round with the cache off, then on; returns config, probes, per-call records,
+    the summary and whether every planned call was made (`complete`).
 
     Args:
         config: What to measure.
         caller: Makes one call (replaced in tests).
         server_factory: Makes a server context manager yielding its base URL from a number
             of prefix slots (default: `LocalServer` of the config's model).
+        on_round: Receives the result so far after each round and cache setting (to write
+            partial files a killed suite leaves behind).
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -417,8 +420,22 @@ def run_model_speed(
                             **{k: v for k, v in record.items() if k != "answer"},
                         )
                         progress.advance(bar)
+                if on_round is not None:
+                    on_round(_result(config, probes, servers, calls, total))
+    return _result(config, probes, servers, calls, total)
+
+
+def _result(
+    config: ModelSpeedConfig,
+    probes: Mapping[str, Sequence[Probe]],
+    servers: list[dict[str, Any]],
+    calls: list[dict[str, Any]],
+    planned: int,
+) -> dict[str, Any]:
     return {
         "config": asdict(config),
+        "complete": len(calls) == planned,
+        "planned_calls": planned,
         "probes": {
             role: [
                 {"variant": p.variant, "label": p.label, "messages_sha256": p.digest()}
@@ -426,8 +443,8 @@ def run_model_speed(
             ]
             for role in ROLES
         },
-        "servers": servers,
-        "calls": calls,
+        "servers": list(servers),
+        "calls": list(calls),
         "summary": summarise(calls),
     }
 
@@ -505,10 +522,20 @@ def model_speed_markdown(result: Mapping[str, Any]) -> str:
 
     config = result["config"]
     rows = result["summary"]
-    lines = [
+    lines: list[str] = [
         f"# Model speed: local:{config['model']}",
         "",
-        f"Measured {result['created']}. Real prompts of each role (Crafter manual and skill "
+    ]
+    if not result.get("complete", True):
+        lines += [
+            f"**Partial result: {len(result.get('calls', []))} of "
+            f"{result.get('planned_calls')} calls made.**",
+            "",
+        ]
+    lines += [
+        f"Started {result['created']}"
+        + (f", {result['wall_time'] / 60:.0f} minutes" if result.get("wall_time") else "")
+        + ". Real prompts of each role (Crafter manual and skill "
         "API, the nodes' JSON schema or code grammar); each call's last user message differs "
         "from the role's previous call, and the roles take turns (planner, coder, critic, "
         "planner, ...), so the cache must hold a prefix per role. Every round starts a fresh "

@@ -46,6 +46,11 @@ class Context:
     code_repairs: int = _f(
         2, "How often the coder rewrites a code action that failed its check, with the trace."
     )
+    code_pass_rate: float = _f(
+        1.0,
+        "Check success rate at which the coder stops repairing a code action (checks are "
+        "cheap; a rare failure on the check's episodes is a common one on held-out seeds).",
+    )
     repair_temperature: float = _f(
         0.7,
         "Sampling temperature of the coder's repair attempts (at least llm_temperature): a "
@@ -141,6 +146,8 @@ class Context:
             raise ConfigError(
                 f"repair_temperature must be in [0, 2], got {self.repair_temperature}"
             )
+        if not 0.0 < self.code_pass_rate <= 1.0:
+            raise ConfigError(f"code_pass_rate must be in (0, 1], got {self.code_pass_rate}")
         if not 0.0 < self.success_threshold <= 1.0:
             raise ConfigError(f"success_threshold must be in (0, 1], got {self.success_threshold}")
         if self.node_timeout < 0:

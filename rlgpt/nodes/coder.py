@@ -82,7 +82,8 @@ class LLMCoder:
         ctx: Context,
     ) -> tuple[ActionRecord, dict[str, Usage], list[ErrorRecord]]:
         """Reuse a stored action that passes here, else write one and repair it with the
-        check's failure traces, up to `code_repairs` times; the best attempt is kept."""
+        check's failure traces until it passes `code_pass_rate` of the check's episodes or
+        `code_repairs` repairs are spent; the best attempt is kept."""
         lib = ActionLibrary(library_dir(state))
         previous = library.get(step.id)
         previous_code = _read(previous["path"]) if previous and previous["kind"] == "code" else None
@@ -98,12 +99,12 @@ class LLMCoder:
             check = self._check(code, step, plan, state, library, ctx, errors)
             best = (code, check, f"reused from the shared library (version {entry.version})")
             log.info("code_reused", subaction=step.id, success_rate=check["success_rate"])
-            if check["success_rate"] < ctx.success_threshold:
+            if check["success_rate"] < ctx.code_pass_rate:
                 feedback, previous_code = check_feedback(check, step), code
 
         attempts = 0
         while attempts <= ctx.code_repairs and (
-            best is None or best[1]["success_rate"] < ctx.success_threshold
+            best is None or best[1]["success_rate"] < ctx.code_pass_rate
         ):
             attempts += 1
             answer, spent = self._ask_code(

@@ -151,9 +151,20 @@ def test_model_speed_summary_and_files(tmp_path: Path) -> None:
     _fake_call.seen = set()  # type: ignore[attr-defined]
     started: list[int] = []
     config = ModelSpeedConfig(model="smollm2", rounds=3, repeats=2, max_tokens=32)
+    partial: list[dict[str, Any]] = []
     measured = run_model_speed(
-        config, caller=_fake_call, server_factory=lambda slots: _FakeServer(slots, started)
+        config,
+        caller=_fake_call,
+        server_factory=lambda slots: _FakeServer(slots, started),
+        on_round=partial.append,
     )
+    # The result so far after every round and cache setting, for files a killed suite leaves.
+    assert [len(p["calls"]) for p in partial] == [9, 18, 27, 36, 45, 54]
+    assert [p["complete"] for p in partial] == [False] * 5 + [True]
+    assert "Partial result: 9 of 54 calls made." in model_speed_markdown(
+        {**writers.envelope("model_speed", {}), **partial[0]}
+    )
+    assert measured["complete"] and measured["planned_calls"] == 54
     # A fresh server per round and cache setting, off and on in turn.
     assert started == [0, 4, 0, 4, 0, 4]
     assert len(measured["calls"]) == 2 * 3 * 9
