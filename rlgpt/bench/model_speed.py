@@ -19,6 +19,8 @@ ROLES: tuple[str, ...] = ("planner", "coder", "critic")
 #: Prompt variants per role: a call differs from the role's previous one in its last user
 #: message only, as between the calls of a real run.
 VARIANTS = 4
+#: Tries per round: a server that goes away mid-round (killed from outside) is replaced once.
+ROUND_ATTEMPTS = 2
 #: Prefix-cache slots when the cache is on (the local server's default).
 CACHE_SLOTS = 4
 #: Summary fields: (key in a call record, column title).
@@ -388,41 +390,69 @@ def run_model_speed(
         # during the suite touches both alike.
         for r, round_calls in enumerate(plan):
             for mode, slots in modes:
-                server = make_server(slots)
-                started = time.monotonic()
-                with server as base_url:
-                    servers.append(
-                        {
-                            "cache": mode,
-                            "round": r,
-                            "prefix_slots": slots,
-                            "start_seconds": round(time.monotonic() - started, 2),
-                            "load_average": _load_average(),
-                        }
-                    )
-                    for role, variant, kind in round_calls:
-                        probe = probes[role][variant]
-                        progress.update(
-                            bar, description=f"cache {mode}, round {r + 1}: {role} ({kind})"
-                        )
-                        record = caller(base_url, config.model, probe, config)
-                        record = {
-                            "cache": mode,
-                            "round": r,
-                            "role": role,
-                            "variant": variant,
-                            "kind": kind,
-                            **record,
-                        }
-                        calls.append(record)
-                        log.info(
-                            "model_call",
-                            **{k: v for k, v in record.items() if k != "answer"},
-                        )
-                        progress.advance(bar)
+                for attempt in range(ROUND_ATTEMPTS):
+                    try:
+                        made = _one_round(
+                            make_server(slots), config, probes, round_calls, (r, mode, slots),
+                            caller, lambda text: progress.update(bar, description=text),
+                        )  # fmt: skip
+                    except ServerLost as exc:
+                        servers.append({**exc.server, "lost": str(exc)})
+                        log.warning("model_server_lost", round=r, cache=mode, error=str(exc))
+                        if attempt + 1 == ROUND_ATTEMPTS:
+                            raise ValueError(f"the model server was lost twice: {exc}") from exc
+                        continue
+                    servers.append(made[0])
+                    calls.extend(made[1])
+                    progress.advance(bar, len(made[1]))
+                    break
                 if on_round is not None:
                     on_round(_result(config, probes, servers, calls, total))
     return _result(config, probes, servers, calls, total)
+
+
+class ServerLost(RuntimeError):
+    """The server went away in the middle of a round (the round is made again)."""
+
+    def __init__(self, message: str, server: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.server = server
+
+
+def _one_round(
+    server: Any,
+    config: ModelSpeedConfig,
+    probes: Mapping[str, Sequence[Probe]],
+    round_calls: Sequence[tuple[str, int, str]],
+    where: tuple[int, str, int],
+    caller: Caller,
+    describe: Callable[[str], object],
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One round on a fresh server: (its start record, the call records)."""
+    import httpx
+
+    r, mode, slots = where
+    started = time.monotonic()
+    records: list[dict[str, Any]] = []
+    with server as base_url:
+        info = {
+            "cache": mode,
+            "round": r,
+            "prefix_slots": slots,
+            "start_seconds": round(time.monotonic() - started, 2),
+            "load_average": _load_average(),
+        }
+        for role, variant, kind in round_calls:
+            describe(f"cache {mode}, round {r + 1}: {role} ({kind})")
+            try:
+                made = caller(base_url, config.model, probes[role][variant], config)
+            except httpx.TransportError as exc:
+                raise ServerLost(f"{type(exc).__name__}: {exc}", info) from exc
+            record = {"cache": mode, "round": r, "role": role, "variant": variant, "kind": kind,
+                      **made}  # fmt: skip
+            records.append(record)
+            log.info("model_call", **{k: v for k, v in record.items() if k != "answer"})
+    return info, records
 
 
 def _result(

@@ -468,3 +468,28 @@ def test_context_file_may_be_toml(tmp_path: Path) -> None:
     data = tmp_path / "c.json"
     data.write_text('{"eval_episodes": 2}')
     assert read_context_file(data) == {"eval_episodes": 2}
+
+
+def test_model_speed_makes_a_round_again_when_its_server_goes_away() -> None:
+    import httpx
+
+    _fake_call.seen = set()  # type: ignore[attr-defined]
+    failures = [httpx.RemoteProtocolError("Server disconnected without sending a response.")]
+
+    def flaky(base_url: str, model: str, probe: Probe, config: ModelSpeedConfig) -> dict:
+        if probe.role == "coder" and failures:
+            raise failures.pop()
+        return _fake_call(base_url, model, probe, config)
+
+    started: list[int] = []
+    measured = run_model_speed(
+        ModelSpeedConfig(model="smollm2", rounds=1, repeats=1),
+        caller=flaky,
+        server_factory=lambda slots: _FakeServer(slots, started),
+    )
+    # The lost round is made again on a fresh server; its calls so far are dropped.
+    assert started == [0, 0, 4]
+    assert [s.get("lost", "") != "" for s in measured["servers"]] == [True, False, False]
+    assert len(measured["calls"]) == 12 and measured["complete"]
+    cold = [c for c in measured["calls"] if c["cache"] == "off" and c["kind"] == "cold"]
+    assert [c["role"] for c in cold] == list(ROLES)

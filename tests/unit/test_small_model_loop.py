@@ -11,7 +11,7 @@ from rlgpt.envs.base import Predicate
 from rlgpt.envs.manual import plan_problems
 from rlgpt.tools.library import SharedLibrary
 from tests.fakes import ScriptedChatModel
-from tests.unit.test_graph_loops import GOOD_CODE, code, plan, run, verdict
+from tests.unit.test_graph_loops import GOOD_CODE, code, plan, run
 
 # Passes the static check, takes one step and claims success without any wood.
 CLAIMS_TOO_EARLY = """def run(api):
