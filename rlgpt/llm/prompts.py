@@ -286,10 +286,11 @@ CODER_CODE_EXAMPLE_ANSWER_3 = (
     "    for _ in range(5):\n"
     '        if api.has("spade"):\n'
     "            return True\n"
-    '        if not api.seen("bench"):\n'
-    "            return False\n"
-    '        api.move_to("bench")\n'
-    '        api.make("spade")\n'
+    '        if api.seen("bench"):\n'
+    '            api.move_to("bench")\n'
+    '            api.make("spade")\n'
+    "        else:\n"
+    "            api.explore(10)\n"
     "    return False\n"
 )
 

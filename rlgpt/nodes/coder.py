@@ -264,6 +264,12 @@ def check_feedback(check: dict[str, Any], step: SubAction, episodes: int = 2) ->
     for error in (check.get("errors") or [])[:2]:
         where = f" at line {error['line']}" if error.get("line") else ""
         lines.append(f"Error{where}: {error.get('kind', 'error')}: {error.get('message', '')}")
+    if any("without taking any env step" in str(r.get("reason", "")) for r in failed):
+        # The commonest small-model mistake, said in the skill API's own terms.
+        lines.append(
+            "It gave up before acting. When what it needs is not seen yet, call "
+            "api.explore() and look again instead of returning False."
+        )
     return "\n".join(lines)
 
 

@@ -476,7 +476,7 @@ def test_model_speed_makes_a_round_again_when_its_server_goes_away() -> None:
     _fake_call.seen = set()  # type: ignore[attr-defined]
     failures = [httpx.RemoteProtocolError("Server disconnected without sending a response.")]
 
-    def flaky(base_url: str, model: str, probe: Probe, config: ModelSpeedConfig) -> dict:
+    def flaky(base_url: str, model: str, probe: Probe, config: ModelSpeedConfig) -> dict[str, Any]:
         if probe.role == "coder" and failures:
             raise failures.pop()
         return _fake_call(base_url, model, probe, config)

@@ -108,6 +108,7 @@ def test_coder_repairs_code_with_the_checks_trace(
     assert "the action returned True after 1 env steps, but the check does not hold" in repair
     assert "api.noop() -> True" in repair  # the skill calls it made
     assert "Previous code:" in repair and "api.noop()" in repair
+    assert "gave up before acting" not in repair  # it acted: no hint about exploring
     entry = state["library"]["get_wood"]
     assert entry["check"]["success_rate"] == 1.0
     assert "attempt 2" in entry["description"]
@@ -150,3 +151,36 @@ def test_shared_library_keeps_the_better_version(tmp_path: Path) -> None:
     assert found is not None and found[1].description == "better"
     assert shared.find(Predicate(kind="inventory", name="wood", at_least=2)) is None
     json.loads((tmp_path / "library.json").read_text())  # the manifest stays valid JSON
+
+
+def test_check_feedback_names_a_give_up_before_acting() -> None:
+    from rlgpt.graph.schemas import SubAction
+    from rlgpt.nodes.coder import check_feedback
+
+    step = SubAction(
+        id="get_wood", description="d", predicate=_achievement("collect_wood"), method="code"
+    )
+    check = {
+        "episodes": 2,
+        "successes": 1,
+        "results": [
+            {"seed": 0, "success": True},
+            {
+                "seed": 1,
+                "success": False,
+                "reason": "the action returned False without taking any env step",
+                "inventory": {"health": 9},
+                "trace": ["api.seen('tree') -> False"],
+            },
+        ],
+        "errors": [],
+    }
+    text = check_feedback(check, step)
+    assert text.splitlines() == [
+        "Run on 2 episodes, the check (achievement collect_wood unlocked) held in 1.",
+        "Episode 1: the action returned False without taking any env step; inventory at the "
+        "end: health 9.",
+        "Last skill calls: api.seen('tree') -> False",
+        "It gave up before acting. When what it needs is not seen yet, call api.explore() and "
+        "look again instead of returning False.",
+    ]
