@@ -26,10 +26,11 @@ class EngineConfig:
     n_threads_batch: int = field(default=2, metadata={"description": "Threads for prompts."})
     n_batch: int = field(default=512, metadata={"description": "Prompt tokens per decode call."})
     prefix_slots: int = field(
-        default=4,
+        default=8,
         metadata={
             "description": "Evaluated prompts kept in memory (about 28 KB a token for the "
-            "1.5B model): one per role that takes turns, so each keeps its prefix. 0 = off."
+            "1.5B model): several per role that takes turns (the coder's few-shot order varies), "
+            "so each keeps its prefix. 0 = off."
         },
     )
 

@@ -97,7 +97,7 @@ class LocalServerConfig:
         default=120.0, metadata={"description": "Seconds to wait for the server to answer."}
     )
     prefix_slots: int = field(
-        default=4,
+        default=8,
         metadata={
             "description": "Evaluated prompts kept for reuse, so each role's long system prompt "
             "is processed once even when roles take turns (llama-cpp-python: 48 MB each). 0 = off."
