@@ -172,15 +172,16 @@ def planner_schema(vocabulary: dict[str, list[str]]) -> dict[str, Any]:
 
 
 def manual_lines(manual: str, words: Sequence[str], limit: int = 6) -> list[str]:
-    """The manual's list lines that mention any of `words` (as whole words): a short
-    excerpt a small model reads more reliably than the whole manual."""
-    patterns = [re.compile(rf"(?<![a-z0-9_]){re.escape(w)}(?![a-z0-9_])") for w in words if w]
-    found = [
-        line.strip()
-        for line in manual.splitlines()
-        if line.lstrip().startswith("- ") and any(p.search(line) for p in patterns)
-    ]
-    return list(dict.fromkeys(found))[:limit]
+    """The manual's list lines that mention `words` (as whole words), those of the first
+    word first: a short excerpt a small model reads more reliably than the whole manual."""
+    listed = [line.strip() for line in manual.splitlines() if line.lstrip().startswith("- ")]
+    found: list[str] = []
+    for word in words:
+        if not word:
+            continue
+        pattern = re.compile(rf"(?<![a-z0-9_]){re.escape(word)}(?![a-z0-9_])")
+        found += [line for line in listed if pattern.search(line) and line not in found]
+    return found[:limit]
 
 
 def planner_messages(
@@ -324,6 +325,10 @@ def coder_code_messages(
         f"Sub-action: {sub_action.get('id', '')}: {sub_action.get('description', '')}",
         f"Done when: {describe_predicate(sub_action.get('predicate', {}))}",
     ]
+    predicate = sub_action.get("predicate", {})
+    lines = manual_lines(manual, [str(sub_action.get("id", "")), str(predicate.get("name", ""))], 4)
+    if lines:
+        parts.append("Manual lines about it:\n" + "\n".join(lines))
     if earlier:
         done = ", ".join(
             f"{s.get('id', '?')} ({describe_predicate(s.get('predicate', {}))})" for s in earlier
