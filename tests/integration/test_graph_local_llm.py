@@ -84,7 +84,12 @@ def test_killed_cli_run_resumes_graph_and_training(local_server: Any, tmp_path: 
         "rl_timesteps": 6000,
         "rl_checkpoint_every": 1500,
     }
-    flags = [f"--{k.replace('_', '-')}={v}" for k, v in quick.items()]
+    flags = [
+        f"--{'' if v else 'no-'}{k.replace('_', '-')}"
+        if isinstance(v, bool)
+        else f"--{k.replace('_', '-')}={v}"
+        for k, v in quick.items()
+    ]
     cmd = [sys.executable, "-m", "rlgpt.cli", "--json-logs", "run", "--runs-dir", str(tmp_path)]
 
     # 1. Plan, then pause for review (no terminal: the run stops with exit code 3).

@@ -353,6 +353,8 @@ def test_assistants_switch_plugin_and_model_on_two_threads_at_once(
             "critic": "llm",
             "critic_model": "local:smollm2",
             "llm_max_tokens": 64,
+            # With no loop left the rules' verdict stands and the model is not asked.
+            "max_inner_loops": 1,
         },
         name="model critic",
     )
@@ -383,9 +385,15 @@ def test_assistants_switch_plugin_and_model_on_two_threads_at_once(
     model_state = state_of(client, threads["model"])["values"]
     assert rules_state["verdicts"][-1]["source"] in ("rules", "budget")
     assert "critic" not in rules_state.get("usage", {})
-    # The model critic asked the real model (whatever it answered, its tokens are counted).
-    assert model_state["usage"]["critic"]["calls"] >= 1
-    assert model_state["usage"]["critic"]["output_tokens"] > 0
+    # The model critic asked the real model whenever the task was not solved (whatever it
+    # answered, its tokens are counted); a solved task ends by the rules without a call.
+    first = model_state["evaluations"][0]
+    if first["task_success_rate"] < 0.8:
+        assert model_state["usage"]["critic"]["calls"] >= 1
+        assert model_state["verdicts"][0]["source"] in ("llm", "rules (model failed)")
+    else:
+        assert model_state["verdicts"][0]["source"] == "rules"
+        assert "critic" not in model_state["usage"]
     print(
         "verdict sources:",
         rules_state["verdicts"][-1]["source"],
