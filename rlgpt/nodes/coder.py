@@ -119,6 +119,10 @@ class LLMCoder:
             )
             if best is None or check["success_rate"] > best[1]["success_rate"]:
                 best = (answer, check, f"written by the coder (attempt {attempts})")
+            if earlier_steps_failed(check):
+                # Nothing this step's code does can make up for that: the critic sees it.
+                log.info("code_check_prelude_failed", subaction=step.id)
+                break
             feedback, previous_code = check_feedback(check, step), answer
         if best is None:
             best = (previous_code or "", {"success_rate": 0.0, "episodes": 0}, "no usable code")
@@ -241,6 +245,12 @@ class LLMCoder:
             )
             setup.code_actions = [n for n in setup.code_actions if n in code_actions]
         return setup, {"coder": result.usage}, errors
+
+
+def earlier_steps_failed(check: dict[str, Any]) -> bool:
+    """True when every failed episode of a check failed already in the earlier steps."""
+    failed = [r for r in check.get("results") or [] if not r.get("success")]
+    return bool(failed) and all(r.get("prelude_ok") is False for r in failed)
 
 
 def check_feedback(check: dict[str, Any], step: SubAction, episodes: int = 2) -> str:

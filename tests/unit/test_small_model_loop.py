@@ -184,3 +184,15 @@ def test_check_feedback_names_a_give_up_before_acting() -> None:
         "It gave up before acting. When what it needs is not seen yet, call api.explore() and "
         "look again instead of returning False.",
     ]
+
+
+def test_no_repair_when_the_earlier_steps_failed() -> None:
+    from rlgpt.nodes.coder import earlier_steps_failed
+
+    def result(success: bool, prelude_ok: bool) -> dict[str, bool]:
+        return {"success": success, "prelude_ok": prelude_ok}
+
+    assert earlier_steps_failed({"results": [result(True, True), result(False, False)]})
+    assert not earlier_steps_failed({"results": [result(False, True), result(False, False)]})
+    assert not earlier_steps_failed({"results": [result(True, True)]})
+    assert not earlier_steps_failed({"results": []})
