@@ -117,7 +117,23 @@ def plan_problems(
     short: dict[tuple[str, str], int] = {}  # (collecting step, item) -> how many more
     problems: list[str] = []
 
-    def how_to_get(item: str) -> str:
+    def provides(pred: Predicate) -> str:
+        verb, _, obj = pred.name.partition("_")
+        if pred.kind == "inventory":
+            return pred.name
+        return obj if verb in ("collect", "make") else f"placed {obj}" if verb == "place" else ""
+
+    later = [(step_id, provides(pred)) for step_id, pred in steps]
+
+    def how_to_get(item: str, at: str, placed_thing: bool = False) -> str:
+        """The fix for a missing item: the later step that provides it, moved, or a new one."""
+        wanted = f"placed {item}" if placed_thing else item
+        ids = [sid for sid, _ in later]
+        after = [sid for sid, thing in later[ids.index(at) + 1 :] if thing == wanted]
+        if after:
+            return f"move step {after[0]} before {at}"
+        if placed_thing:
+            return f"place_{item}"
         if item in data["make"]:
             return f"make_{item}"
         return f"collect_{item}" if item in source else item
@@ -131,7 +147,7 @@ def plan_problems(
             elif have < n:
                 problems.append(
                     f"{step_id}: {what} uses {n} {item}, but no step before it gets {item}; "
-                    f"add one that does ({how_to_get(item)}, inventory {item} >= {n})"
+                    f"add one that does ({how_to_get(item, step_id)}, inventory {item} >= {n})"
                 )
             held[item] = max(0, have - n)
 
@@ -147,7 +163,7 @@ def plan_problems(
                 problems.append(
                     f"{step_id}: collecting {item} needs "
                     f"{', '.join(f'{need[k]} {k}' for k in lack)} in the inventory, which no "
-                    f"earlier step provides ({', '.join(how_to_get(k) for k in lack)})"
+                    f"earlier step provides ({', '.join(how_to_get(k, step_id) for k in lack)})"
                 )
             count = pred.at_least if pred.kind == "inventory" else held.get(item, 0) + 1
             held[item] = max(held.get(item, 0), count)
@@ -162,7 +178,7 @@ def plan_problems(
             info = data["make"][name]
             far = [n for n in info["nearby"] if n not in placed]
             if far:
-                places = ", ".join(f"place_{n}" for n in far)
+                places = ", ".join(how_to_get(n, step_id, placed_thing=True) for n in far)
                 problems.append(
                     f"{step_id}: making {name} needs {' and '.join(far)} nearby; place it in "
                     f"an earlier step ({places})"

@@ -47,6 +47,18 @@ def test_rules_find_what_a_plan_lacks() -> None:
         "t: placing table uses 2 wood, but no step before it gets wood; add one that does "
         "(collect_wood, inventory wood >= 2)"
     ]
+    # A step that comes too late is named, to be moved.
+    late, _ = plan_problems(
+        [
+            ("w", Predicate(kind="inventory", name="wood", at_least=3)),
+            ("p", _achievement("make_wood_pickaxe")),
+            ("t", _achievement("place_table")),
+        ]
+    )
+    assert late == [
+        "p: making wood_pickaxe needs table nearby; place it in an earlier step "
+        "(move step t before p)"
+    ]
     sword, _ = plan_problems([("p", _achievement("make_wood_sword"))])
     assert "needs table nearby; place it in an earlier step (place_table)" in sword[0]
 
