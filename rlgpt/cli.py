@@ -327,14 +327,18 @@ def cmd_plugins() -> int:
 def cmd_models(prepare: bool) -> int:
     """List the embedded models (name, upstream, licence, file); `prepare` assembles them."""
     from rlgpt.llm.errors import LLMError
-    from rlgpt.llm.model_files import DEFAULT_MODEL, MODELS, model_path
+    from rlgpt.llm.model_files import DEFAULT_MODEL, MODELS, joined_file, model_path
 
     table = Table("model", "upstream", "licence", "file")
     failed = False
     for name, spec in MODELS.items():
         label = f"local:{name}" + (" (default)" if name == DEFAULT_MODEL else "")
         try:
-            where = str(model_path(name)) if prepare or len(spec.parts) == 1 else "not joined yet"
+            if prepare or len(spec.parts) == 1:
+                where = str(model_path(name))
+            else:
+                joined = joined_file(name)
+                where = str(joined) if joined else "not joined yet (`rlgpt models prepare`)"
         except LLMError as exc:
             where, failed = f"unavailable: {exc.message}", failed or prepare
         table.add_row(label, spec.upstream, spec.licence, where)

