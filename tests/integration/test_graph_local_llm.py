@@ -36,7 +36,7 @@ SMALL = {
     "rl_n_steps": 128,
     "max_inner_loops": 1,
     "max_outer_loops": 1,
-    "llm_max_tokens": 400,
+    "llm_max_tokens": 1200,
     "llm_max_retries": 1,
 }
 
