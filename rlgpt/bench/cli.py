@@ -120,6 +120,11 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-tokens", type=int, default=768, help="model: answer budget per call (default 768)."
     )
     model.add_argument(
+        "--cache-slots",
+        type=int,
+        help="model: prefix-cache slots when the cache is on (default: the server's default).",
+    )
+    model.add_argument(
         "--tasks",
         help="tasks: comma-separated task ids (default: collect_wood, place_table, "
         "make_wood_pickaxe, collect_stone, make_stone_pickaxe, place_furnace).",
@@ -287,6 +292,8 @@ def run_model_suite(args: argparse.Namespace) -> dict[str, Path]:
     config = ModelSpeedConfig(
         model=model, rounds=args.rounds, repeats=args.repeats, max_tokens=args.max_tokens
     )
+    if args.cache_slots is not None:
+        config.cache_slots = args.cache_slots
     config.validate()
     head = writers.envelope("model_speed", asdict(config))  # the code and tree that run
     tag = args.tag or model.split("-")[0].split(".")[0]

@@ -21,8 +21,6 @@ ROLES: tuple[str, ...] = ("planner", "coder", "critic")
 VARIANTS = 4
 #: Tries per round: a server that goes away mid-round (killed from outside) is replaced once.
 ROUND_ATTEMPTS = 2
-#: Prefix-cache slots when the cache is on (the local server's default).
-CACHE_SLOTS = 4
 #: Summary fields: (key in a call record, column title).
 METRICS: tuple[tuple[str, str], ...] = (
     ("prompt_tokens", "prompt tokens"),
@@ -33,6 +31,12 @@ METRICS: tuple[tuple[str, str], ...] = (
     ("generate_tps", "generated tok/s"),
     ("call_seconds", "call s"),
 )
+
+
+def _server_default_slots() -> int:
+    from rlgpt.llm.local_server import LocalServerConfig
+
+    return int(LocalServerConfig().prefix_slots)
 
 
 @dataclass
@@ -62,8 +66,11 @@ class ModelSpeedConfig:
     )
     seed: int = field(default=0, metadata={"description": "Sampling seed sent with each call."})
     cache_slots: int = field(
-        default=CACHE_SLOTS,
-        metadata={"description": "Prefix-cache slots of the server when the cache is on."},
+        default_factory=lambda: _server_default_slots(),
+        metadata={
+            "description": "Prefix-cache slots of the server when the cache is on (default: "
+            "the local server's own default)."
+        },
     )
     n_threads: int = field(default=2, metadata={"description": "Server threads."})
     timeout: float = field(default=900.0, metadata={"description": "Seconds per call at most."})
@@ -76,6 +83,8 @@ class ModelSpeedConfig:
             raise ValueError(f"repeats must be 1 to {VARIANTS - 1}, got {self.repeats}")
         if self.max_tokens < 1:
             raise ValueError(f"max_tokens must be positive, got {self.max_tokens}")
+        if self.cache_slots < 1:
+            raise ValueError(f"cache_slots must be positive, got {self.cache_slots}")
 
 
 @dataclass

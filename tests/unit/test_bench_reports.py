@@ -30,6 +30,7 @@ from rlgpt.bench.tasks import (
     tasks_markdown,
     write_tasks,
 )
+from rlgpt.llm.local_server import LocalServerConfig
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -150,7 +151,9 @@ def _fake_call(base_url: str, model: str, probe: Probe, config: ModelSpeedConfig
 def test_model_speed_summary_and_files(tmp_path: Path) -> None:
     _fake_call.seen = set()  # type: ignore[attr-defined]
     started: list[int] = []
-    config = ModelSpeedConfig(model="smollm2", rounds=3, repeats=2, max_tokens=32)
+    # With the cache on, the suite runs the local server's own default number of slots.
+    assert ModelSpeedConfig().cache_slots == LocalServerConfig().prefix_slots
+    config = ModelSpeedConfig(model="smollm2", rounds=3, repeats=2, max_tokens=32, cache_slots=4)
     partial: list[dict[str, Any]] = []
     measured = run_model_speed(
         config,
@@ -483,7 +486,7 @@ def test_model_speed_makes_a_round_again_when_its_server_goes_away() -> None:
 
     started: list[int] = []
     measured = run_model_speed(
-        ModelSpeedConfig(model="smollm2", rounds=1, repeats=1),
+        ModelSpeedConfig(model="smollm2", rounds=1, repeats=1, cache_slots=4),
         caller=flaky,
         server_factory=lambda slots: _FakeServer(slots, started),
     )
