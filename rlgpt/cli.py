@@ -102,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
         "restart it too).",
     )
 
-    from rlgpt.bench import add_bench_arguments
+    from rlgpt.bench.cli import add_bench_arguments
 
     bench = sub.add_parser(
         "bench", help="Run benchmark suites (throughput, learning); results in bench/results/."
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"report: {regenerate(args.run_dir)}")
             return 0
         if args.command == "bench":
-            from rlgpt.bench import run_bench
+            from rlgpt.bench.cli import run_bench
 
             return run_bench(args)
         if args.command == "serve":
@@ -184,9 +184,9 @@ def resolve_run(args: argparse.Namespace) -> tuple[str, str | None, Context]:
         raise ConfigError(
             "no task: pass --task (e.g. crafter:collect_wood) or set `task` in --config"
         )
-    from rlgpt.nodes.common import env_adapter
+    from rlgpt.envs.base import load_adapter
 
-    env_adapter(ctx.env).task(task)
+    load_adapter(ctx.env).task(task)
     return _new_run_id(task), task, ctx
 
 
@@ -348,12 +348,12 @@ def cmd_models(prepare: bool) -> int:
 
 def cmd_tasks() -> int:
     """Print the tasks of every installed environment that can be loaded here."""
-    from rlgpt.nodes.common import env_adapter
+    from rlgpt.envs.base import load_adapter
 
     out = Console()
     for name in plugins.envs.names():
         try:
-            tasks = env_adapter(name).tasks()
+            tasks = load_adapter(name).tasks()
         except Exception as exc:  # an optional env without its simulator still lists itself
             out.print(f"{name}: unavailable ({exc})", soft_wrap=True)
             continue

@@ -37,7 +37,7 @@ ACTIONS: dict[str, str] = {
 
 def write_scripted_baseline(root: Path) -> Path:
     """Write the library under `root` (replacing earlier versions) and return `root`."""
-    from rlgpt.tools.library import ActionLibrary
+    from rlgpt.actions.library import ActionLibrary
 
     library = ActionLibrary(root)
     for name, source in ACTIONS.items():

@@ -6,6 +6,7 @@ import argparse
 import json
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -324,6 +325,26 @@ def run_tasks_suite(args: argparse.Namespace) -> dict[str, Path]:
     return run_tasks(config, args.out, tag, resume=args.resume, compare=args.compare_with)
 
 
+def render_markdown(result: Mapping[str, Any]) -> str:
+    """The markdown of any suite's result JSON (what the suite wrote beside it)."""
+    from rlgpt.bench import writers
+
+    suite = result.get("suite")
+    if suite == "throughput":
+        return writers.throughput_markdown(result)
+    if suite == "learning":
+        return writers.learning_markdown(result)
+    if suite == "model_speed":
+        from rlgpt.bench.model_speed import model_speed_markdown
+
+        return model_speed_markdown(result)
+    if suite == "tasks":
+        from rlgpt.bench.tasks import tasks_markdown
+
+        return tasks_markdown(result)
+    raise ValueError(f"unknown suite {suite!r} in the result")
+
+
 def render_files(paths: list[Path]) -> dict[str, Path]:
     """`--render`: rewrite each result's markdown from its JSON."""
     from rlgpt.bench import writers
@@ -332,7 +353,7 @@ def render_files(paths: list[Path]) -> dict[str, Path]:
     for path in paths:
         result = json.loads(Path(path).read_text())
         md = Path(path).with_suffix(".md")
-        writers.atomic_write_text(md, writers.render_markdown(result))
+        writers.atomic_write_text(md, render_markdown(result))
         written[str(path)] = md
     return written
 

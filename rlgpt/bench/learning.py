@@ -88,7 +88,7 @@ def library_origin(library: str | Path) -> str:
 
 def code_action_names(library: str | Path, wanted: Sequence[str] = ()) -> list[str]:
     """The library's code actions (all, in name order, or the wanted ones, checked)."""
-    from rlgpt.tools.library import ActionLibrary, LibraryError
+    from rlgpt.actions.library import ActionLibrary, LibraryError
 
     lib = ActionLibrary(library)
     code = [e.name for e in lib.entries() if e.kind == "code"]
@@ -222,12 +222,19 @@ def _code_only_worker(
     max_steps: int,
 ) -> dict[str, Any]:
     """In a worker process: call the code actions in turn until the env-step budget is spent."""
-    from rlgpt.envs.crafter import SCORE_TASK, CrafterConfig, CrafterEnv
-    from rlgpt.envs.options import OptionsEnv
-    from rlgpt.tools.sandbox import SandboxLimits
+    from rlgpt.actions.build import make_options_env
+    from rlgpt.actions.sandbox import SandboxLimits
+    from rlgpt.envs.base import EnvSettings, resolve_task
 
-    config = CrafterConfig(task=SCORE_TASK, episode_length=episode_length, privileged=privileged)
-    env = OptionsEnv(CrafterEnv(config), library, names, limits=SandboxLimits(max_steps=max_steps))
+    settings = EnvSettings(episode_length=episode_length, privileged=privileged)
+    env = make_options_env(
+        "crafter",
+        resolve_task("crafter", "crafter:score"),
+        settings,
+        library=library,
+        action_names=names,
+        limits=SandboxLimits(max_steps=max_steps),
+    )
     started = time.monotonic()
     env.reset(seed=seed)
     total = agent_steps = errors = turn = 0
@@ -268,7 +275,7 @@ def _code_only_worker(
 
 
 def _code_only(config: LearningConfig, seed: int, names: list[str]) -> dict[str, Any]:
-    from rlgpt.envs.options import prepare_forkserver
+    from rlgpt.actions.worker import prepare_forkserver
 
     if config.library is None:
         raise ValueError("method c needs an action library (--library)")
@@ -356,7 +363,7 @@ def run_learning(config: LearningConfig, out: Path) -> dict[str, Any]:
         names = code_action_names(config.library, config.code_actions)
         config.code_actions = names
         config.library_origin = config.library_origin or library_origin(config.library)
-        from rlgpt.tools.library import ActionLibrary
+        from rlgpt.actions.library import ActionLibrary
 
         library = ActionLibrary(config.library)
         # The code itself goes into the results: a table is only as honest as its actions.

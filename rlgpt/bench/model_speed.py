@@ -211,9 +211,11 @@ def _critic_variant(index: int) -> tuple[str, dict[str, Any], dict[str, Any]]:
 def build_probes(model: str, max_tokens: int) -> dict[str, list[Probe]]:
     """The requests of each role, built with the project's prompts and the Crafter adapter's
     manual and skill API, constrained as the nodes constrain them."""
-    from rlgpt.llm.grammar import code_grammar
+    from rlgpt.actions.grammar import code_grammar
+    from rlgpt.envs.base import load_adapter
     from rlgpt.llm.local import LocalBackend
-    from rlgpt.llm.prompts import (
+    from rlgpt.llm.settings import LLMSettings
+    from rlgpt.nodes.prompts import (
         coder_code_messages,
         critic_messages,
         planner_messages,
@@ -221,10 +223,8 @@ def build_probes(model: str, max_tokens: int) -> dict[str, list[Probe]]:
         skills_doc,
         verdict_schema,
     )
-    from rlgpt.llm.settings import LLMSettings
-    from rlgpt.nodes.common import env_adapter
 
-    adapter = env_adapter("crafter")
+    adapter = load_adapter("crafter")
     manual, skills = adapter.manual(), skills_doc(adapter.skill_specs())
     vocabulary = adapter.vocabulary()
     backend = LocalBackend()

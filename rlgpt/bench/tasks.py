@@ -631,7 +631,7 @@ def run_tasks(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from rlgpt.bench import writers
-    from rlgpt.nodes.common import env_adapter
+    from rlgpt.envs.base import load_adapter
 
     runs_root = Path(config.runs_dir)
     contexts = {
@@ -640,7 +640,7 @@ def run_tasks(
         for task in config.tasks
     }
     for (task, _), ctx in contexts.items():
-        env_adapter(ctx.env).task(task)  # an unknown task fails before any run
+        load_adapter(ctx.env).task(task)  # an unknown task fails before any run
     first = next(iter(contexts.values()))
     effective = {k: v for k, v in first.as_dict().items() if k not in ("seed", "runs_dir")}
     suite_config = {

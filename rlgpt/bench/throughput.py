@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
-import multiprocessing
-import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rlgpt.envs.base import EnvAdapter, EnvSettings, TaskSpec, load_adapter
 from rlgpt.logging import get_logger
 
 log = get_logger("rlgpt.bench.throughput")
 
 # A code action that only forwards one noop: it measures the cost of the sandbox call path.
-_TRIVIAL_CODE_ACTION = "def run(api):\n    return api.noop()\n"
-_TRIVIAL_NAME = "bench_noop"
 
 
 @dataclass(frozen=True)
@@ -123,12 +118,18 @@ def raw_no_render_rate(steps: int, seed: int) -> float:
     return _step_rate(reset, step, steps, seed)
 
 
+def _crafter_score_task() -> tuple[EnvAdapter, TaskSpec]:
+    """The Crafter plugin and its score task (the env every throughput row steps)."""
+    adapter = load_adapter("crafter")
+    return adapter, adapter.task("crafter:score")
+
+
 def measure_adapter(steps: int, resets: int, seed: int) -> dict[str, float]:
     """rlgpt's CrafterEnv (symbolic observation) and OptionsEnv with primitives only."""
-    from rlgpt.envs.crafter import CrafterConfig, CrafterEnv
-    from rlgpt.envs.options import OptionsEnv
+    from rlgpt.actions.build import make_options_env
 
-    env = CrafterEnv(CrafterConfig())
+    adapter, task = _crafter_score_task()
+    env = adapter.make_env(task, EnvSettings())
 
     def reset(s: int) -> None:
         env.reset(seed=s)
@@ -139,7 +140,7 @@ def measure_adapter(steps: int, resets: int, seed: int) -> dict[str, float]:
 
     adapter_rate = _step_rate(reset, step, steps, seed)
     reset_s = _reset_seconds(reset, resets, seed)
-    wrapped = OptionsEnv(CrafterEnv(CrafterConfig()))
+    wrapped = make_options_env(adapter, task, EnvSettings())
 
     def reset_w(s: int) -> None:
         wrapped.reset(seed=s)
@@ -162,9 +163,8 @@ def _prefetched_reset_seconds(resets: int, seed: int, episode_seconds: float = 0
 
     50 ms is shorter than the episodes of a young policy in training (~175 steps).
     """
-    from rlgpt.envs.crafter import CrafterConfig, CrafterEnv
-
-    env = CrafterEnv(CrafterConfig(prefetch_worlds=True))
+    adapter, task = _crafter_score_task()
+    env = adapter.make_env(task, EnvSettings(prefetch_worlds=True))
     env.reset(seed=seed)
     env.reset()  # waits for the helper's start-up, once per process
     elapsed = 0.0
@@ -176,56 +176,16 @@ def _prefetched_reset_seconds(resets: int, seed: int, episode_seconds: float = 0
     return elapsed / resets
 
 
-def _code_action_worker(steps: int, seed: int) -> dict[str, float]:
-    """In a worker process: OptionsEnv calling a one-noop code action every agent step."""
-    from rlgpt.envs.crafter import CrafterConfig, CrafterEnv
-    from rlgpt.envs.options import OptionsEnv
-    from rlgpt.tools.library import ActionLibrary
-
-    with tempfile.TemporaryDirectory(prefix="rlgpt-bench-") as root:
-        library = ActionLibrary(root)
-        library.add_code(_TRIVIAL_NAME, _TRIVIAL_CODE_ACTION, description="one noop")
-        env = OptionsEnv(CrafterEnv(CrafterConfig()), library, [_TRIVIAL_NAME])
-        code_index = env.n_primitives
-        env.reset(seed=seed)
-        env_steps = 0
-        episode = 0
-        elapsed = 0.0
-        for _ in range(steps):
-            start = time.perf_counter()
-            _, _, terminated, truncated, info = env.step(code_index)
-            elapsed += time.perf_counter() - start
-            env_steps += int(info["env_steps"])
-            if terminated or truncated:
-                episode += 1
-                env.reset(seed=seed + episode)
-    return {"steps_per_second": env_steps / max(elapsed, 1e-9), "env_steps": float(env_steps)}
-
-
 def measure_code_action(steps: int, seed: int) -> dict[str, Any]:
-    """Env steps/s with a code action called every step through the sandbox.
+    """Env steps/s with a code action called every step through the sandbox (wall time)."""
+    from rlgpt.bench.sandbox_overhead import measure_sandbox_overhead
 
-    Uses `rlgpt.tools.sandbox_bench.measure_sandbox_overhead` when that module exists;
-    otherwise a one-noop code action through OptionsEnv, in a worker process.
-    """
-    if importlib.util.find_spec("rlgpt.tools.sandbox_bench") is not None:
-        sandbox_bench = importlib.import_module("rlgpt.tools.sandbox_bench")
-        result = dict(sandbox_bench.measure_sandbox_overhead(steps, seed))
-        result["source"] = "rlgpt.tools.sandbox_bench.measure_sandbox_overhead (wall time)"
-        # Wall-time rates, like every other row of this suite.
-        rate = result.get(
-            "wall_sandboxed_steps_per_second", result.get("sandboxed_steps_per_second")
-        )
-        result["steps_per_second"] = float(rate or 0.0)
-        result["env_steps"] = int(result.get("steps", steps))
-        return result
-    from rlgpt.envs.options import prepare_forkserver
-
-    prepare_forkserver()
-    context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        result = dict(pool.submit(_code_action_worker, steps, seed).result())
-    result["source"] = "OptionsEnv + one-noop code action (worker process)"
+    result = dict(measure_sandbox_overhead(steps, seed))
+    result["source"] = "rlgpt.bench.sandbox_overhead.measure_sandbox_overhead (wall time)"
+    # Wall-time rates, like every other row of this suite.
+    rate = result.get("wall_sandboxed_steps_per_second", result.get("sandboxed_steps_per_second"))
+    result["steps_per_second"] = float(rate or 0.0)
+    result["env_steps"] = int(result.get("steps", steps))
     return result
 
 

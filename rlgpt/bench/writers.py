@@ -16,8 +16,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from rlgpt.actions.library import atomic_write_text
 from rlgpt.bench.score import ACHIEVEMENTS
-from rlgpt.tools.library import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -189,24 +189,6 @@ def provenance_lines(result: Mapping[str, Any]) -> list[str]:
         f"load average {info.get('load_average')}"
     )
     return lines
-
-
-def render_markdown(result: Mapping[str, Any]) -> str:
-    """The markdown of any suite's result JSON (what the suite wrote beside it)."""
-    suite = result.get("suite")
-    if suite == "throughput":
-        return throughput_markdown(result)
-    if suite == "learning":
-        return learning_markdown(result)
-    if suite == "model_speed":
-        from rlgpt.bench.model_speed import model_speed_markdown
-
-        return model_speed_markdown(result)
-    if suite == "tasks":
-        from rlgpt.bench.tasks import tasks_markdown
-
-        return tasks_markdown(result)
-    raise ValueError(f"unknown suite {suite!r} in the result")
 
 
 def write_json(path: Path, data: Mapping[str, Any], compact: bool = False) -> Path:

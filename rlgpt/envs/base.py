@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import gymnasium as gym
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from rlgpt import plugins
 
 
 class UnknownTaskError(ValueError):
@@ -45,19 +48,58 @@ class Predicate(BaseModel):
         return f"inventory {self.name} >= {self.at_least}"
 
 
-@dataclass(frozen=True)
-class TaskSpec:
+class TaskSpec(BaseModel):
     """A named task: its success predicate(s) and whether it is the all-achievements score."""
 
-    name: str
-    env: str
-    predicates: tuple[Predicate, ...]
-    description: str
-    score: bool = False
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(description="Task id, `<env>:<task>`.")
+    env: str = Field(description="The env plugin that defines the task.")
+    predicates: tuple[Predicate, ...] = Field(description="What must hold for success.")
+    description: str = Field(description="One line for prompts and reports.")
+    score: bool = Field(
+        default=False, description="The open-ended task: as many achievements as possible."
+    )
 
     def solved(self, info: Mapping[str, Any]) -> bool:
         """True when every predicate holds (never true for the open-ended score task)."""
         return not self.score and all(p.holds(info) for p in self.predicates)
+
+
+class ShapingTerm(BaseModel):
+    """A shaping bonus paid once per unit when an inventory item's count rises."""
+
+    item: str = Field(description="Inventory item whose increase is rewarded.")
+    weight: float = Field(default=0.1, ge=-1.0, le=1.0, description="Reward per unit gained.")
+
+
+@dataclass(frozen=True)
+class EnvSettings:
+    """How an env is built for one use (training, a code check, an evaluation)."""
+
+    observation: Literal["symbolic", "pixels"] = field(
+        default="symbolic",
+        metadata={"description": "'symbolic': the env's feature vector; 'pixels': RGB image."},
+    )
+    episode_length: int = field(
+        default=10_000, metadata={"description": "Steps after which an episode is truncated."}
+    )
+    privileged: bool = field(
+        default=False, metadata={"description": "Let skills read the full world map."}
+    )
+    terminate_on_success: bool = field(
+        default=False, metadata={"description": "End the episode once the task is solved."}
+    )
+    shaping: tuple[tuple[str, float], ...] = field(
+        default=(), metadata={"description": "(inventory item, reward per unit gained)."}
+    )
+    pixel_size: int = field(
+        default=64, metadata={"description": "Side of the RGB observation / render, in pixels."}
+    )
+    prefetch_worlds: bool = field(
+        default=False,
+        metadata={"description": "Prepare the next episode's world in the background."},
+    )
 
 
 @dataclass(frozen=True)
@@ -118,8 +160,25 @@ class EnvAdapter(Protocol):
         """Names of the primitive actions, in the env's action-index order."""
         ...
 
-    def make_env(self, config: Any) -> gym.Env[Any, Any]:
-        """A Gymnasium env built from the adapter's own config dataclass."""
+    def make_env(self, task: TaskSpec, settings: EnvSettings) -> gym.Env[Any, Any]:
+        """A Gymnasium env of `task` with a Discrete action space (the primitives).
+
+        Its step `info` carries `inventory` and `achievements` mappings, which task
+        predicates read.
+        """
+        ...
+
+    def make_skill_api(self, env: Any, step: Callable[[int], Any] | None, max_steps: int) -> Any:
+        """The object code actions call as `api`: it reads `env` (the innermost env) and steps
+        it only through `step(action)` (None: `env.step`), within `max_steps`."""
+        ...
+
+    def achievements(self) -> list[str]:
+        """Names of the achievements `info["achievements"]` reports (empty if none)."""
+        ...
+
+    def score(self, rates: Mapping[str, float]) -> float:
+        """The env's one-number score of per-achievement success rates (0 if it has none)."""
         ...
 
     def manual(self) -> str:
@@ -133,3 +192,17 @@ class EnvAdapter(Protocol):
     def vocabulary(self) -> dict[str, list[str]]:
         """Names code may mention, by kind: targets, items, achievements, ..."""
         ...
+
+
+@cache
+def load_adapter(name: str) -> EnvAdapter:
+    """The env plugin of that name (one instance per process)."""
+    adapter = plugins.envs.load(name)()
+    if not isinstance(adapter, EnvAdapter):
+        raise TypeError(f"env plugin {name!r} does not implement EnvAdapter")
+    return adapter
+
+
+def resolve_task(env: str, task: str) -> TaskSpec:
+    """The task `task` of env plugin `env`; raises UnknownTaskError listing the valid ones."""
+    return load_adapter(env).task(task)

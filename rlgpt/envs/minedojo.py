@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import gymnasium as gym
 
-from rlgpt.envs.base import Predicate, SkillSpec, TaskSpec, UnknownTaskError
+from rlgpt.envs.base import EnvSettings, Predicate, SkillSpec, TaskSpec, UnknownTaskError
 
 # A few of MineDojo's programmatic task ids, with the inventory item that solves them.
 _TASKS: dict[str, tuple[str, str, int]] = {
@@ -25,24 +25,14 @@ _MISSING = (
 )
 
 
-@dataclass(frozen=True)
-class MineDojoConfig:
-    """Settings of one MineDojo env."""
-
-    task: str = field(
-        default="minedojo:harvest_log", metadata={"description": "Task name (minedojo:...)."}
-    )
-    image_size: tuple[int, int] = field(
-        default=(160, 256), metadata={"description": "RGB observation size (height, width)."}
-    )
-    seed: int | None = field(default=None, metadata={"description": "World seed."})
+#: MineDojo's RGB observation size (height, width).
+IMAGE_SIZE: tuple[int, int] = (160, 256)
 
 
 class MineDojoAdapter:
     """The MineDojo plugin (entry point `rlgpt.envs: minedojo`)."""
 
     name = "minedojo"
-    config_class = MineDojoConfig
 
     def tasks(self) -> list[str]:
         """The supported task names."""
@@ -73,23 +63,33 @@ class MineDojoAdapter:
             "inventory_argument",
         ]
 
-    def make_env(self, config: Any = None) -> gym.Env[Any, Any]:
-        """`minedojo.make(task_id=..., image_size=...)`; raises RuntimeError without MineDojo."""
-        cfg = config or MineDojoConfig()
-        if cfg.task not in _TASKS:
-            raise UnknownTaskError(cfg.task, list(_TASKS))
+    def make_env(self, task: TaskSpec, settings: EnvSettings) -> gym.Env[Any, Any]:
+        """`minedojo.make(task_id=...)`; raises RuntimeError without MineDojo's simulator."""
+        if task.name not in _TASKS:
+            raise UnknownTaskError(task.name, list(_TASKS))
         try:
             minedojo = importlib.import_module("minedojo")
         except ImportError as err:
             raise RuntimeError(_MISSING) from err
-        kwargs: dict[str, Any] = {"task_id": _TASKS[cfg.task][0], "image_size": cfg.image_size}
-        if cfg.seed is not None:
-            kwargs["world_seed"] = cfg.seed
         try:
-            env: gym.Env[Any, Any] = minedojo.make(**kwargs)
+            env: gym.Env[Any, Any] = minedojo.make(
+                task_id=_TASKS[task.name][0], image_size=IMAGE_SIZE
+            )
         except Exception as err:  # the simulator fails to build or launch without JDK 8
             raise RuntimeError(f"{_MISSING} ({type(err).__name__}: {err})") from err
         return env
+
+    def make_skill_api(self, env: Any, step: Callable[[int], Any] | None, max_steps: int) -> Any:
+        """No skill API exists for MineDojo yet: code actions cannot run."""
+        raise RuntimeError("MineDojo has no skill API for code actions; use RL sub-actions")
+
+    def achievements(self) -> list[str]:
+        """MineDojo's programmatic tasks report no achievements."""
+        return []
+
+    def score(self, rates: Mapping[str, float]) -> float:
+        """No all-achievement score: always 0."""
+        return 0.0
 
     def manual(self) -> str:
         """A pointer to MineDojo's own documentation of its tasks."""

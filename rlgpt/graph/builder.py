@@ -13,30 +13,37 @@ from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime, get_runtime
 
-from rlgpt.graph.cancel import STOP_EVENT
-from rlgpt.graph.context import Context
+from rlgpt.cancel import STOP_EVENT
+from rlgpt.envs.base import load_adapter
+from rlgpt.graph.context import Context, context_of
+from rlgpt.graph.node_plugins import Role, node_plugin
 from rlgpt.graph.review import review_plan
 from rlgpt.graph.state import InputState, OutputState, State
 from rlgpt.logging import get_logger
-from rlgpt.nodes.base import Role, node_plugin
-from rlgpt.nodes.common import context_of, env_adapter
 from rlgpt.report import write_report
 
 log = get_logger("graph")
 
 
 def start(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Check the task and give the run its id and directory (kept on loops and resumes)."""
+    """Resolve the task once (an unknown one is a clear error listing the valid ones) and give
+    the run its id and directory (kept on loops and resumes)."""
     ctx = context_of(runtime)
-    env_adapter(ctx.env).task(state["task"])  # unknown task -> clear error listing valid ones
+    spec = load_adapter(ctx.env).task(state["task"]).model_dump(mode="json")
     if state.get("run_dir"):
-        return {}
+        return {"task_spec": spec}
     info = runtime.execution_info
     run_id = (info.thread_id if info and info.thread_id else None) or uuid.uuid4().hex[:12]
     run_dir = Path(ctx.runs_dir) / run_id
     (run_dir / "library").mkdir(parents=True, exist_ok=True)
     log.info("run_started", run_id=run_id, task=state["task"], run_dir=str(run_dir))
-    return {"run_id": run_id, "run_dir": str(run_dir), "inner_loops": 0, "outer_loops": 0}
+    return {
+        "run_id": run_id,
+        "run_dir": str(run_dir),
+        "task_spec": spec,
+        "inner_loops": 0,
+        "outer_loops": 0,
+    }
 
 
 #: Seconds a stopped node step may take to wind down (save its policy, close env workers).
@@ -46,7 +53,7 @@ STOP_GRACE_SECONDS = 120.0
 def _dispatch(role: Role) -> RunnableLambda[State, dict[str, Any]]:
     """A node that runs the plugin the run's context chooses for `role`.
 
-    The plugin is sync. Each step gets a stop signal (`rlgpt.graph.cancel`) that is set
+    The plugin is sync. Each step gets a stop signal (`rlgpt.cancel`) that is set
     when the step runs past `node_timeout` or, in async runs (the graph server), when the
     run is cancelled: RL training polls it and stops, keeping the policy trained so far.
     """

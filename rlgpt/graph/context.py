@@ -8,6 +8,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from langgraph.runtime import Runtime
+
+from rlgpt.llm.settings import ROLES, LLMRole, LLMSettings
+
 
 def _f(default: Any, description: str) -> Any:
     return field(default=default, metadata={"description": description})
@@ -204,6 +208,32 @@ class Context:
         """Where code actions shared across runs are kept."""
         return Path(self.shared_library or Path(self.runs_dir) / "shared_library")
 
+    def llm_settings(self, role: LLMRole) -> LLMSettings:
+        """How `role` (planner, coder or critic) talks to its model in this run."""
+        if role not in ROLES:
+            raise ValueError(f"unknown model role {role!r}; expected one of {', '.join(ROLES)}")
+        return LLMSettings(
+            model=getattr(self, f"{role}_model"),
+            temperature=self.llm_temperature,
+            max_tokens=self.llm_max_tokens,
+            timeout=self.llm_timeout,
+            max_retries=self.llm_max_retries,
+            cache_dir=self.llm_cache_dir,
+            seed=self.seed,
+        )
+
     def as_dict(self) -> dict[str, Any]:
         """Plain dict of every field (for reports and metrics)."""
         return dataclasses.asdict(self)
+
+
+def context_of(runtime: Runtime[Any] | None) -> Context:
+    """The run's Context; a server may hand over a plain dict, a bare run none at all."""
+    ctx = getattr(runtime, "context", None)
+    if ctx is None:
+        return Context()
+    if isinstance(ctx, Context):
+        return ctx
+    if isinstance(ctx, dict):
+        return Context.from_mapping(ctx)
+    raise TypeError(f"unexpected run-time context of type {type(ctx).__name__}")

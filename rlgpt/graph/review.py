@@ -8,11 +8,11 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
 from pydantic import BaseModel, Field, ValidationError
 
-from rlgpt.graph.context import Context
-from rlgpt.graph.schemas import Plan
+from rlgpt.envs.base import load_adapter
+from rlgpt.graph.context import Context, context_of
+from rlgpt.graph.schemas import Plan, check_plan
 from rlgpt.graph.state import State
 from rlgpt.logging import get_logger
-from rlgpt.nodes.common import context_of, env_adapter
 
 log = get_logger("review")
 
@@ -69,9 +69,7 @@ def review_plan(state: State, runtime: Runtime[Context]) -> Command[Literal["cod
             goto="planner",
             update={"feedback": f"A reviewer rejected the plan: {review.feedback}", "todo": []},
         )
-    from rlgpt.nodes.planner import check_plan
-
-    plan = check_plan(review.plan, env_adapter(ctx.env))  # type: ignore[arg-type]
+    plan = check_plan(review.plan, load_adapter(ctx.env))  # type: ignore[arg-type]
     dumped = plan.model_dump()
     return Command(
         goto="coder",

@@ -7,7 +7,20 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from rlgpt.envs.base import Predicate
+from rlgpt.envs.base import EnvAdapter, Predicate, ShapingTerm
+from rlgpt.llm.client import CodeActionAnswer
+
+__all__ = [
+    "CodeActionAnswer",
+    "Plan",
+    "PlanInvalidError",
+    "RLSetup",
+    "ShapingTerm",
+    "SubAction",
+    "Verdict",
+    "check_plan",
+    "slugify",
+]
 
 _SLUG = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
@@ -62,22 +75,6 @@ class Plan(BaseModel):
         return steps
 
 
-class CodeActionAnswer(BaseModel):
-    """The fast agent's code action: Python source defining `run(api) -> bool`."""
-
-    code: str = Field(
-        description="Python source defining `def run(api):` that returns True on success."
-    )
-    explanation: str = Field(default="", description="One or two sentences on how it works.")
-
-
-class ShapingTerm(BaseModel):
-    """A shaping bonus paid once per unit when an inventory item's count rises."""
-
-    item: str = Field(description="Inventory item whose increase is rewarded.")
-    weight: float = Field(default=0.1, ge=-1.0, le=1.0, description="Reward per unit gained.")
-
-
 class RLSetup(BaseModel):
     """The fast agent's RL set-up for an `rl` sub-action."""
 
@@ -103,3 +100,30 @@ class Verdict(BaseModel):
         default_factory=list, description="Sub-actions the coder should rework (route=coder)."
     )
     feedback: str = Field(default="", description="What went wrong and what to change.")
+
+
+class PlanInvalidError(ValueError):
+    """A plan that parses but names things the environment does not have."""
+
+
+def check_plan(plan: Plan, adapter: EnvAdapter) -> Plan:
+    """The plan with each predicate's kind matched to its name; PlanInvalidError on unknown names.
+
+    A predicate that names an item as an achievement (or the reverse) is unambiguous, so
+    its kind is corrected rather than the whole plan refused.
+    """
+    vocab = adapter.vocabulary()
+    kinds = {"achievement": set(vocab["achievements"]), "inventory": set(vocab["items"])}
+    problems = []
+    for step in plan.sub_actions:
+        pred = step.predicate
+        if pred.name in kinds[pred.kind]:
+            continue
+        other = "inventory" if pred.kind == "achievement" else "achievement"
+        if pred.name in kinds[other]:
+            step.predicate = pred.model_copy(update={"kind": other})
+        else:
+            problems.append(f"{step.id}: unknown {pred.kind} {pred.name!r}")
+    if problems:
+        raise PlanInvalidError("; ".join(problems))
+    return plan

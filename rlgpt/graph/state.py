@@ -3,36 +3,27 @@
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, Literal, NotRequired, TypedDict
+from typing import Annotated, Any, Literal, NotRequired
 
+from typing_extensions import TypedDict
 
-class ActionRecord(TypedDict):
-    """An entry of the action library: a code action or a trained policy, stored on disk."""
+from rlgpt.actions.library import ActionRecord
+from rlgpt.llm.usage import Usage, add_usage
+from rlgpt.tools.rl_job import RLRunRecord
 
-    name: str
-    kind: Literal["code", "policy"]
-    path: str
-    subaction: str
-    description: str
-    version: int
-    check: NotRequired[dict[str, Any]]
-
-
-class RLRunRecord(TypedDict):
-    """One call of the RL pipeline tool."""
-
-    subaction: str
-    policy_path: str
-    action_names: list[str]
-    algo: str
-    env_steps: int
-    agent_steps: int
-    wall_time: float
-    steps_per_second: float
-    train_success_rate: float
-    stopped_early: bool
-    curve_path: str
-    tensorboard_dir: str
+__all__ = [
+    "ActionRecord",
+    "ErrorRecord",
+    "EvaluationRecord",
+    "InputState",
+    "OutputState",
+    "RLRunRecord",
+    "State",
+    "Usage",
+    "VerdictRecord",
+    "merge_dicts",
+    "merge_usage",
+]
 
 
 class EvaluationRecord(TypedDict):
@@ -69,36 +60,16 @@ class ErrorRecord(TypedDict):
     detail: NotRequired[dict[str, Any]]
 
 
-class Usage(TypedDict):
-    """LLM calls and tokens of one role."""
-
-    calls: int
-    cached_calls: int
-    input_tokens: int
-    output_tokens: int
-    seconds: float
-
-
 def merge_dicts(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
     """Reducer: later keys replace earlier ones."""
     return {**(left or {}), **(right or {})}
 
 
-def add_usage(left: dict[str, Usage] | None, right: dict[str, Usage] | None) -> dict[str, Usage]:
+def merge_usage(left: dict[str, Usage] | None, right: dict[str, Usage] | None) -> dict[str, Usage]:
     """Reducer: sums calls, tokens and seconds per role."""
     merged: dict[str, Usage] = {k: Usage(**v) for k, v in (left or {}).items()}
     for role, usage in (right or {}).items():
-        if role not in merged:
-            merged[role] = Usage(**usage)
-            continue
-        current = merged[role]
-        merged[role] = Usage(
-            calls=current["calls"] + usage["calls"],
-            cached_calls=current["cached_calls"] + usage["cached_calls"],
-            input_tokens=current["input_tokens"] + usage["input_tokens"],
-            output_tokens=current["output_tokens"] + usage["output_tokens"],
-            seconds=current["seconds"] + usage["seconds"],
-        )
+        merged[role] = add_usage(merged[role], usage) if role in merged else Usage(**usage)
     return merged
 
 
@@ -113,6 +84,7 @@ class State(InputState, total=False):
 
     run_id: str
     run_dir: str
+    task_spec: dict[str, Any]
     plan: dict[str, Any] | None
     plan_history: Annotated[list[dict[str, Any]], operator.add]
     library: Annotated[dict[str, ActionRecord], merge_dicts]
@@ -125,7 +97,7 @@ class State(InputState, total=False):
     feedback: str
     inner_loops: int
     outer_loops: int
-    usage: Annotated[dict[str, Usage], add_usage]
+    usage: Annotated[dict[str, Usage], merge_usage]
     report_path: str
 
 

@@ -14,16 +14,13 @@ from typing import Any, Generic, TypeVar
 import httpx
 import openai
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
-from rlgpt.envs.base import SkillSpec
-from rlgpt.graph.schemas import CodeActionAnswer
-from rlgpt.graph.state import Usage
 from rlgpt.llm.backend import LLMBackend, resolve_backend
 from rlgpt.llm.cache import ResponseCache, cache_key
 from rlgpt.llm.errors import ErrorKind, LLMError
-from rlgpt.llm.grammar import code_grammar
 from rlgpt.llm.settings import LLMSettings
+from rlgpt.llm.usage import Usage, add_usage, empty_usage
 from rlgpt.logging import get_logger
 from rlgpt.plugins import PluginNotFoundError
 
@@ -67,9 +64,13 @@ class StructuredResult(Generic[T]):
     cached: bool
 
 
-def empty_usage() -> Usage:
-    """A Usage with every counter at zero."""
-    return Usage(calls=0, cached_calls=0, input_tokens=0, output_tokens=0, seconds=0.0)
+class CodeActionAnswer(BaseModel):
+    """A code action as the model writes it: Python source defining `run(api) -> bool`."""
+
+    code: str = Field(
+        description="Python source defining `def run(api):` that returns True on success."
+    )
+    explanation: str = Field(default="", description="One or two sentences on how it works.")
 
 
 # --------------------------------------------------------------------------- parsing
@@ -104,7 +105,7 @@ def parse_json_answer(raw: str, schema: type[T]) -> T:
     return schema.model_validate(data)
 
 
-def check_code(code: str) -> str:
+def clean_code_answer(code: str) -> str:
     """Normalise a code action and check it compiles and defines `run(api)` at top level.
 
     Raises:
@@ -366,12 +367,12 @@ def ask_structured(
 
 
 def _parse_code_text(raw: str) -> CodeActionAnswer:
-    return CodeActionAnswer(code=check_code(raw))
+    return CodeActionAnswer(code=clean_code_answer(raw))
 
 
 def _parse_code_json(raw: str) -> CodeActionAnswer:
     answer = parse_json_answer(raw, CodeActionAnswer)
-    return CodeActionAnswer(code=check_code(answer.code), explanation=answer.explanation)
+    return CodeActionAnswer(code=clean_code_answer(answer.code), explanation=answer.explanation)
 
 
 def ask_code(
@@ -379,22 +380,19 @@ def ask_code(
     settings: LLMSettings,
     messages: Sequence[BaseMessage],
     *,
-    skill_specs: Sequence[SkillSpec],
-    vocabulary: dict[str, list[str]],
+    grammar: str | None = None,
 ) -> StructuredResult[CodeActionAnswer]:
     """Ask for a code action `def run(api): ...`.
 
-    With grammar support (the local backend) the answer is Python constrained by
-    `code_grammar(skill_specs, vocabulary)`: only skill-API calls with literal arguments,
-    bounded `if`/`while`/`for` blocks and `return True/False`. Elsewhere the model answers
+    With grammar support (the local backend) and a `grammar` (a GBNF of the code the env's
+    skill API allows) the answer is Python constrained by it. Elsewhere the model answers
     `CodeActionAnswer` JSON. Either way the code must compile and define `run(api)`.
 
     Raises:
         LLMError: as `ask_structured`.
     """
     backend, _ = _resolve(settings)
-    if backend.supports_grammar:
-        grammar = code_grammar(skill_specs, vocabulary)
+    if grammar is not None and backend.supports_grammar:
         return _ask(
             role, settings, CodeActionAnswer, messages, grammar=grammar, parse=_parse_code_text
         )
@@ -426,24 +424,14 @@ def restrict_schema(schema: type[BaseModel], choices: dict[str, Sequence[str]]) 
     return result
 
 
-def add_usage(total: Usage, more: Usage) -> Usage:
-    """The sum of two Usage records."""
-    return Usage(
-        calls=total["calls"] + more["calls"],
-        cached_calls=total["cached_calls"] + more["cached_calls"],
-        input_tokens=total["input_tokens"] + more["input_tokens"],
-        output_tokens=total["output_tokens"] + more["output_tokens"],
-        seconds=total["seconds"] + more["seconds"],
-    )
-
-
 __all__ = [
+    "CodeActionAnswer",
     "StructuredResult",
     "add_usage",
     "ask_code",
     "ask_structured",
-    "check_code",
     "classify_error",
+    "clean_code_answer",
     "empty_usage",
     "parse_json_answer",
     "restrict_schema",

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-
-if TYPE_CHECKING:
-    from rlgpt.graph.context import Context
 
 LLMRole = Literal["planner", "coder", "critic"]
 ROLES: tuple[LLMRole, ...] = ("planner", "coder", "critic")
@@ -32,21 +29,6 @@ class LLMSettings(BaseModel):
     )
     cache_dir: str = Field(default="", description="On-disk response cache directory; empty = off.")
     seed: int = Field(default=0, ge=0, description="Sampling seed (matters when temperature > 0).")
-
-    @classmethod
-    def for_role(cls, context: Context, role: LLMRole) -> LLMSettings:
-        """Settings of `role` (planner, coder or critic) from a run's context."""
-        if role not in ROLES:
-            raise ValueError(f"unknown model role {role!r}; expected one of {', '.join(ROLES)}")
-        return cls(
-            model=getattr(context, f"{role}_model"),
-            temperature=context.llm_temperature,
-            max_tokens=context.llm_max_tokens,
-            timeout=context.llm_timeout,
-            max_retries=context.llm_max_retries,
-            cache_dir=context.llm_cache_dir,
-            seed=context.seed,
-        )
 
 
 def split_model(model: str) -> tuple[str, str]:

@@ -6,29 +6,24 @@ from typing import Any, ClassVar
 
 from langgraph.runtime import Runtime
 
-from rlgpt.graph.context import Context
+from rlgpt.actions.grammar import code_grammar
+from rlgpt.actions.library import ActionLibrary, SharedLibrary
+from rlgpt.actions.sandbox import CodeActionRejected, SandboxLimits, check_code
+from rlgpt.envs.base import EnvSettings, load_adapter
+from rlgpt.graph.context import Context, context_of
+from rlgpt.graph.node_plugins import Role
 from rlgpt.graph.schemas import Plan, RLSetup, SubAction
-from rlgpt.graph.state import ActionRecord, ErrorRecord, State, Usage, add_usage
-from rlgpt.llm import LLMError, LLMSettings, ask_code, ask_structured
-from rlgpt.llm.prompts import (
+from rlgpt.graph.state import ActionRecord, ErrorRecord, State, Usage, merge_usage
+from rlgpt.llm import LLMError, ask_code, ask_structured
+from rlgpt.logging import get_logger
+from rlgpt.nodes.common import earlier_actions, error_record, library_dir, plan_of, task_of
+from rlgpt.nodes.prompts import (
     coder_code_messages,
     coder_rl_messages,
     rl_setup_schema,
     skills_doc,
 )
-from rlgpt.logging import get_logger
-from rlgpt.nodes.base import Role
-from rlgpt.nodes.common import (
-    context_of,
-    earlier_actions,
-    env_adapter,
-    error_record,
-    library_dir,
-    plan_of,
-)
-from rlgpt.tools.evaluate import check_code_action
-from rlgpt.tools.library import ActionLibrary, SharedLibrary
-from rlgpt.tools.sandbox import CodeActionRejected, SandboxLimits, check_code
+from rlgpt.tools.code_check import check_code_action
 
 log = get_logger("coder")
 
@@ -70,7 +65,7 @@ class LLMCoder:
                     [error_record("coder", f"llm_{exc.kind}", str(exc), step.id, raw=exc.raw)],
                 )
             update["errors"].extend(errors)
-            update["usage"] = add_usage(update["usage"], usage)
+            update["usage"] = merge_usage(update["usage"], usage)
         return update
 
     def _write_code(
@@ -110,7 +105,7 @@ class LLMCoder:
             answer, spent = self._ask_code(
                 step, plan, ctx, feedback, previous_code, errors, repair=attempts - 1
             )
-            usage = add_usage(usage, spent)
+            usage = merge_usage(usage, spent)
             if answer is None:
                 break
             check = self._check(answer, step, plan, state, library, ctx, errors)
@@ -152,16 +147,17 @@ class LLMCoder:
     ) -> tuple[str | None, dict[str, Usage]]:
         """One code answer that passes the static check (with a retry per refusal);
         repairs (`repair` > 0) sample at `repair_temperature` with a seed of their own."""
-        adapter = env_adapter(ctx.env)
+        adapter = load_adapter(ctx.env)
         specs = adapter.skill_specs()
         skill_names = [s.name for s in specs]
-        settings = LLMSettings.for_role(ctx, "coder")
+        settings = ctx.llm_settings("coder")
         if repair:
             temperature = max(settings.temperature, ctx.repair_temperature)
             settings = settings.model_copy(
                 update={"temperature": temperature, "seed": settings.seed * 100 + repair}
             )
         earlier = [s.model_dump() for s in plan.sub_actions[: plan.sub_actions.index(step)]]
+        grammar = code_grammar(specs, adapter.vocabulary())
         usage: dict[str, Usage] = {}
         for attempt in range(ctx.llm_max_retries + 1):
             messages = coder_code_messages(
@@ -172,10 +168,8 @@ class LLMCoder:
                 previous_code,
                 earlier,
             )
-            result = ask_code(
-                "coder", settings, messages, skill_specs=specs, vocabulary=adapter.vocabulary()
-            )
-            usage = add_usage(usage, {"coder": result.usage})
+            result = ask_code("coder", settings, messages, grammar=grammar)
+            usage = merge_usage(usage, {"coder": result.usage})
             code = result.value.code
             try:
                 check_code(code, skill_names)
@@ -209,8 +203,11 @@ class LLMCoder:
                 prelude=earlier_actions(plan, step.id, library),
                 seeds=list(range(ctx.seed, ctx.seed + ctx.code_check_episodes)),
                 limits=sandbox_limits(ctx),
-                episode_length=ctx.subaction_max_steps * (1 + len(plan.sub_actions)),
-                privileged=ctx.privileged,
+                task=task_of(state),
+                settings=EnvSettings(
+                    episode_length=ctx.subaction_max_steps * (1 + len(plan.sub_actions)),
+                    privileged=ctx.privileged,
+                ),
             )
         except Exception as exc:  # the check's worker died: keep the code, report why
             log.warning("code_check_failed", subaction=step.id, error=repr(exc))
@@ -222,10 +219,10 @@ class LLMCoder:
     ) -> tuple[RLSetup | None, dict[str, Usage], list[ErrorRecord]]:
         code_actions = sorted(n for n, r in library.items() if r["kind"] == "code")
         messages = coder_rl_messages(step.model_dump(), code_actions, state.get("feedback") or None)
-        items = env_adapter(ctx.env).vocabulary()["items"]
+        items = load_adapter(ctx.env).vocabulary()["items"]
         result = ask_structured(
             "coder",
-            LLMSettings.for_role(ctx, "coder"),
+            ctx.llm_settings("coder"),
             RLSetup,
             messages,
             json_schema=rl_setup_schema(code_actions, items),

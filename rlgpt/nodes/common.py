@@ -1,40 +1,19 @@
-"""Helpers shared by the node plugins: context, env adapter, plan access, error records."""
+"""Helpers shared by the node plugins: plan access, library names, error records."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-from langgraph.runtime import Runtime
-
-from rlgpt import plugins
-from rlgpt.envs.base import EnvAdapter
-from rlgpt.graph.context import Context
+from rlgpt.envs.base import TaskSpec
 from rlgpt.graph.schemas import Plan, SubAction
 from rlgpt.graph.state import ActionRecord, ErrorRecord, State
 
 
-def context_of(runtime: Runtime[Any] | None) -> Context:
-    """The run's Context; a server may hand over a plain dict, a bare run none at all."""
-    ctx = getattr(runtime, "context", None)
-    if ctx is None:
-        return Context()
-    if isinstance(ctx, Context):
-        return ctx
-    if isinstance(ctx, dict):
-        return Context.from_mapping(ctx)
-    raise TypeError(f"unexpected run-time context of type {type(ctx).__name__}")
-
-
-@cache
-def env_adapter(name: str) -> EnvAdapter:
-    """The environment plugin of that name (one instance per process)."""
-    adapter = plugins.envs.load(name)()
-    if not isinstance(adapter, EnvAdapter):
-        raise TypeError(f"env plugin {name!r} does not implement EnvAdapter")
-    return adapter
+def task_of(state: State) -> TaskSpec:
+    """The run's task, as the start node resolved it."""
+    return TaskSpec.model_validate(state["task_spec"])
 
 
 def plan_of(state: State) -> Plan | None:

@@ -7,15 +7,16 @@ from typing import Any, ClassVar
 
 from langgraph.runtime import Runtime
 
-from rlgpt.graph.context import Context
+from rlgpt.envs.base import EnvSettings
+from rlgpt.graph.context import Context, context_of
+from rlgpt.graph.node_plugins import Role
 from rlgpt.graph.schemas import Plan, Verdict
 from rlgpt.graph.state import EvaluationRecord, State, VerdictRecord
-from rlgpt.llm import LLMError, LLMSettings, ask_structured
-from rlgpt.llm.prompts import critic_messages, verdict_schema
+from rlgpt.llm import LLMError, ask_structured
 from rlgpt.logging import get_logger
-from rlgpt.nodes.base import Role
 from rlgpt.nodes.coder import sandbox_limits
-from rlgpt.nodes.common import context_of, error_record, executor_of, library_dir, plan_of
+from rlgpt.nodes.common import error_record, executor_of, library_dir, plan_of, task_of
+from rlgpt.nodes.prompts import critic_messages, verdict_schema
 from rlgpt.tools.evaluate import evaluate_plan
 
 log = get_logger("critic")
@@ -36,13 +37,14 @@ def evaluate(state: State, ctx: Context, plan: Plan) -> EvaluationRecord:
     ]
     gif = Path(state["run_dir"]) / f"eval_{iteration}.gif" if ctx.gif else None
     result = evaluate_plan(
-        task=state["task"],
+        task=task_of(state),
         steps=steps,
         library_dir=library_dir(state),
         seeds=seeds,
         max_steps_per_subaction=ctx.subaction_max_steps,
-        episode_length=ctx.subaction_max_steps * len(steps),
-        privileged=ctx.privileged,
+        settings=EnvSettings(
+            episode_length=ctx.subaction_max_steps * len(steps), privileged=ctx.privileged
+        ),
         gif_path=gif,
         limits=sandbox_limits(ctx),
     )
@@ -210,7 +212,7 @@ class LLMCritic(_CriticBase):
         try:
             result = ask_structured(
                 "critic",
-                LLMSettings.for_role(ctx, "critic"),
+                ctx.llm_settings("critic"),
                 Verdict,
                 messages,
                 json_schema=verdict_schema([s.id for s in plan.sub_actions]),

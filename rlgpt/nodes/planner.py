@@ -7,44 +7,17 @@ from typing import Any, ClassVar, cast
 
 from langgraph.runtime import Runtime
 
-from rlgpt.envs.base import EnvAdapter
-from rlgpt.graph.context import Context
-from rlgpt.graph.schemas import Plan
-from rlgpt.graph.state import State, Usage, add_usage
-from rlgpt.llm import LLMError, LLMSettings, ask_structured
-from rlgpt.llm.prompts import manual_lines, planner_messages, planner_schema, skills_summary
+from rlgpt.envs.base import EnvAdapter, load_adapter
+from rlgpt.graph.context import Context, context_of
+from rlgpt.graph.node_plugins import Role
+from rlgpt.graph.schemas import Plan, PlanInvalidError, check_plan
+from rlgpt.graph.state import State, Usage, merge_usage
+from rlgpt.llm import LLMError, ask_structured
 from rlgpt.logging import get_logger
-from rlgpt.nodes.base import Role
-from rlgpt.nodes.common import context_of, env_adapter, error_record
+from rlgpt.nodes.common import error_record
+from rlgpt.nodes.prompts import manual_lines, planner_messages, planner_schema, skills_summary
 
 log = get_logger("planner")
-
-
-class PlanInvalidError(ValueError):
-    """A plan that parses but names things the environment does not have."""
-
-
-def check_plan(plan: Plan, adapter: EnvAdapter) -> Plan:
-    """The plan with each predicate's kind matched to its name; PlanInvalidError on unknown names.
-
-    A predicate that names an item as an achievement (or the reverse) is unambiguous, so
-    its kind is corrected rather than the whole plan refused.
-    """
-    vocab = adapter.vocabulary()
-    kinds = {"achievement": set(vocab["achievements"]), "inventory": set(vocab["items"])}
-    problems = []
-    for step in plan.sub_actions:
-        pred = step.predicate
-        if pred.name in kinds[pred.kind]:
-            continue
-        other = "inventory" if pred.kind == "achievement" else "achievement"
-        if pred.name in kinds[other]:
-            step.predicate = pred.model_copy(update={"kind": other})
-        else:
-            problems.append(f"{step.id}: unknown {pred.kind} {pred.name!r}")
-    if problems:
-        raise PlanInvalidError("; ".join(problems))
-    return plan
 
 
 class LLMPlanner:
@@ -55,12 +28,12 @@ class LLMPlanner:
 
     def __call__(self, state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         ctx = context_of(runtime)
-        adapter = env_adapter(ctx.env)
+        adapter = load_adapter(ctx.env)
         task = adapter.task(state["task"])
         returning = bool(state.get("plan_history"))
         feedback = state.get("feedback") if returning else None
         previous = state.get("plan") if returning else None
-        settings = LLMSettings.for_role(ctx, "planner")
+        settings = ctx.llm_settings("planner")
         usage: dict[str, Usage] = {}
         errors: list[Any] = []
         best: tuple[Plan, list[str]] | None = None
@@ -84,10 +57,10 @@ class LLMPlanner:
             except LLMError as exc:
                 log.warning("plan_failed", kind=exc.kind, error=str(exc))
                 if exc.usage:
-                    usage = add_usage(usage, {"planner": cast(Usage, exc.usage)})
+                    usage = merge_usage(usage, {"planner": cast(Usage, exc.usage)})
                 errors.append(error_record("planner", f"llm_{exc.kind}", str(exc), raw=exc.raw))
                 break
-            usage = add_usage(usage, {"planner": result.usage})
+            usage = merge_usage(usage, {"planner": result.usage})
             try:
                 plan = check_plan(result.value, adapter)
             except PlanInvalidError as exc:

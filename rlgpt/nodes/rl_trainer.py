@@ -7,23 +7,24 @@ from typing import Any, ClassVar
 
 from langgraph.runtime import Runtime
 
-from rlgpt.graph.cancel import stop_requested
-from rlgpt.graph.context import Context
+from rlgpt.actions.library import ActionLibrary
+from rlgpt.cancel import stop_requested
+from rlgpt.graph.context import Context, context_of
+from rlgpt.graph.node_plugins import Role
 from rlgpt.graph.review import review_rl_jobs
 from rlgpt.graph.schemas import RLSetup
 from rlgpt.graph.state import ActionRecord, RLRunRecord, State
 from rlgpt.logging import get_logger
-from rlgpt.nodes.base import Role
 from rlgpt.nodes.common import (
     action_name,
-    context_of,
     earlier_actions,
     error_record,
     library_dir,
     plan_of,
+    task_of,
 )
-from rlgpt.tools.library import ActionLibrary
-from rlgpt.tools.rl_pipeline import RLJob, RLResult, rl_pipeline
+from rlgpt.tools.rl_job import RLJob
+from rlgpt.tools.rl_pipeline import run_rl_job
 
 log = get_logger("rl_trainer")
 
@@ -69,7 +70,10 @@ class SB3Trainer:
             setup = RLSetup.model_validate(setups[step.id])
             attempt = sum(1 for r in state.get("rl_runs", []) if r["subaction"] == step.id)
             name = action_name(step)
+            spec = task_of(state)
             job = RLJob(
+                env=spec.env,
+                task=spec.name,
                 predicate=step.predicate,
                 shaping=setup.shaping,
                 library_dir=str(library_dir(state)),
@@ -97,7 +101,7 @@ class SB3Trainer:
                 "training", subaction=step.id, timesteps=job.timesteps, actions=setup.code_actions
             )
             try:
-                result = RLResult.model_validate(rl_pipeline.invoke(job.model_dump(mode="json")))
+                result = run_rl_job(job)
             except Exception as exc:  # a failed job must not lose the rest of the run
                 log.warning("training_failed", subaction=step.id, error=repr(exc))
                 errors.append(error_record("rl_trainer", "training_failed", repr(exc), step.id))

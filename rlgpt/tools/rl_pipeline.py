@@ -13,16 +13,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from langchain_core.tools import StructuredTool
-from pydantic import BaseModel, Field, field_validator, model_validator
 from stable_baselines3.common.callbacks import BaseCallback
 
-from rlgpt.envs.base import Predicate
-from rlgpt.graph.cancel import stop_check
-from rlgpt.graph.schemas import ShapingTerm
-from rlgpt.graph.state import RLRunRecord
+from rlgpt.actions.build import make_options_env
+from rlgpt.actions.library import ActionLibrary, atomic_write_text
+from rlgpt.actions.sandbox import SandboxLimits
+from rlgpt.cancel import stop_check
+from rlgpt.envs.base import EnvSettings, load_adapter
 from rlgpt.logging import get_logger
-from rlgpt.tools.library import ActionLibrary, atomic_write_text
-from rlgpt.tools.sandbox import SandboxLimits
+from rlgpt.tools.rl_job import RLJob, RLResult
 from rlgpt.tools.vec_envs import FastDummyVecEnv
 
 log = get_logger("rlgpt.rl_pipeline")
@@ -30,227 +29,46 @@ log = get_logger("rlgpt.rl_pipeline")
 ProgressFn = Callable[[dict[str, Any]], None]
 
 
-class RLJob(BaseModel):
-    """One training job of the RL pipeline."""
-
-    task: str | None = Field(
-        default=None, description="Crafter task name (e.g. `crafter:place_table`); or `predicate`."
-    )
-    predicate: Predicate | None = Field(
-        default=None, description="Success condition of a sub-action (used when `task` is unset)."
-    )
-    shaping: list[ShapingTerm] = Field(
-        default_factory=list, description="Bonus per unit gained of an inventory item."
-    )
-    library_dir: str | None = Field(
-        default=None, description="Action-library root holding `action_names` and `prelude`."
-    )
-    action_names: list[str] = Field(
-        default_factory=list, description="Library actions that join the 17 primitive actions."
-    )
-    prelude: list[str] = Field(
-        default_factory=list,
-        description="Library actions run after each reset (earlier plan steps); not agent steps.",
-    )
-    episode_length: int = Field(default=500, ge=10, le=10_000, description="Env steps per episode.")
-    timesteps: int = Field(
-        default=20_000,
-        ge=1,
-        description="Env-step budget: every env step a code action takes counts.",
-    )
-    seed: int = Field(default=0, ge=0, description="Training seed (env worlds and SB3).")
-    n_envs: int = Field(
-        default=1,
-        ge=1,
-        le=16,
-        description="Envs: worker processes with library actions, else batched in-process.",
-    )
-    algo: Literal["auto", "ppo", "maskable_ppo"] = Field(
-        default="auto", description="`auto` = MaskablePPO when an action defines `available`."
-    )
-    observation: Literal["symbolic", "pixels"] = Field(
-        default="symbolic", description="Policy observation (MLP on symbolic, CNN on pixels)."
-    )
-    learning_rate: float = Field(default=3e-4, gt=0, description="PPO learning rate.")
-    n_steps: int = Field(default=256, ge=8, description="PPO rollout length per env.")
-    batch_size: int | None = Field(
-        default=None,
-        ge=8,
-        description="PPO minibatch size; unset = an eighth of the rollout (n_steps x n_envs), "
-        "at least 64. Small minibatches make the update, not the env, the cost per step.",
-    )
-    n_epochs: int = Field(default=4, ge=1, description="PPO epochs per update.")
-    ent_coef: float = Field(default=0.01, ge=0, description="PPO entropy bonus.")
-    output_dir: str = Field(default="runs/rl", description="Where policy, curve and logs go.")
-    policy_name: str = Field(
-        default="policy",
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
-        description="File stem of the saved policy.",
-    )
-    checkpoint_every: int = Field(
-        default=5_000,
-        ge=0,
-        description="Env steps between two resumable checkpoints in `output_dir` (0 = none); "
-        "a job restarted on the same `output_dir` continues from the last one.",
-    )
-    progress_every: int = Field(
-        default=1_000, ge=1, description="Env steps between two progress events."
-    )
-    code_action_seconds: float = Field(
-        default=10.0, gt=0, description="Wall-time budget of one code-action call."
-    )
-    code_action_max_steps: int = Field(
-        default=300, ge=1, description="Env-step budget of one code-action call (upper bound)."
-    )
-    privileged: bool = Field(default=False, description="Let skills read the full world map.")
-
-    @field_validator("shaping", mode="before")
-    @classmethod
-    def _shaping_pairs(cls, value: Any) -> Any:
-        # Accept (item, weight) pairs as well as ShapingTerm objects / dicts.
-        if isinstance(value, list | tuple):
-            return [
-                {"item": v[0], "weight": v[1]} if isinstance(v, list | tuple) else v for v in value
-            ]
-        return value
-
-    @model_validator(mode="after")
-    def _task_or_predicate(self) -> RLJob:
-        if (self.task is None) == (self.predicate is None):
-            raise ValueError("set exactly one of `task` and `predicate`")
-        if (self.action_names or self.prelude) and not self.library_dir:
-            raise ValueError("`library_dir` is needed for library actions and preludes")
-        return self
-
-    @property
-    def in_process(self) -> bool:
-        """Whether the envs run in the training process (no library code to contain)."""
-        return not (self.action_names or self.prelude)
-
-    @property
-    def minibatch_size(self) -> int:
-        """The PPO minibatch size this job uses (never more than one rollout)."""
-        rollout = self.n_steps * self.n_envs
-        size = self.batch_size if self.batch_size is not None else max(64, rollout // 8)
-        return min(size, rollout)
-
-    def ppo_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of SB3's PPO / MaskablePPO for this job (CPU, quiet)."""
-        return {
-            "learning_rate": self.learning_rate,
-            "n_steps": self.n_steps,
-            "batch_size": self.minibatch_size,
-            "n_epochs": self.n_epochs,
-            "ent_coef": self.ent_coef,
-            "seed": self.seed,
-            "device": "cpu",
-            "verbose": 0,
-        }
-
-
-class RLResult(BaseModel):
-    """What a training job produced."""
-
-    policy_path: str = Field(description="Saved SB3 zip.")
-    action_names: list[str] = Field(description="Library actions after the primitives.")
-    algo: str = Field(description="`ppo` or `maskable_ppo`.")
-    env_steps: int = Field(description="Env steps taken by agent steps (the budgeted count).")
-    prelude_env_steps: int = Field(description="Env steps spent in preludes (not budgeted).")
-    agent_steps: int = Field(description="Agent decisions (a code action is one).")
-    episodes: int = Field(description="Finished training episodes.")
-    wall_time: float = Field(description="Seconds of training (env set-up included).")
-    steps_per_second: float = Field(
-        description="Env steps per second of the whole job (set-up and saving included)."
-    )
-    training_steps_per_second: float = Field(
-        default=0.0,
-        description="Env steps per second inside SB3's learn() (set-up excluded), like SB3's fps.",
-    )
-    train_success_rate: float = Field(description="Success rate of the last 20 episodes.")
-    stopped_early: bool = Field(description="Stopped by `should_stop` before the budget.")
-    curve_path: str = Field(
-        description="JSON list, one record per episode: episode, env_steps (training total at "
-        "its end), length, agent_steps, return, success."
-    )
-    tensorboard_dir: str = Field(description="SB3 TensorBoard logs; empty when unavailable.")
-    tensorboard_note: str = Field(default="", description="Why there are no TensorBoard logs.")
-    vec_env: str = Field(description="`subproc` (code runs in workers) or `dummy`.")
-    resumed_from: int = Field(
-        default=0, description="Env steps already done by an interrupted earlier attempt."
-    )
-
-    def to_record(self, subaction: str) -> RLRunRecord:
-        """The graph-state record of this run."""
-        return RLRunRecord(
-            subaction=subaction,
-            policy_path=self.policy_path,
-            action_names=self.action_names,
-            algo=self.algo,
-            env_steps=self.env_steps,
-            agent_steps=self.agent_steps,
-            wall_time=self.wall_time,
-            steps_per_second=self.steps_per_second,
-            train_success_rate=self.train_success_rate,
-            stopped_early=self.stopped_early,
-            curve_path=self.curve_path,
-            tensorboard_dir=self.tensorboard_dir,
-        )
-
-
 @dataclass
 class EnvFactory:
     """Picklable env constructor run inside each env worker."""
 
-    job: dict[str, Any]
+    job: RLJob
     rank: int
 
     def __call__(self) -> Any:
-        """Build CrafterEnv (+ PredicateTask) wrapped in OptionsEnv."""
+        """Build the job's env in this worker."""
         import torch
 
         # Policy actions may run torch inside workers; keep each to one core.
         torch.set_num_threads(1)
-        return make_training_env(RLJob.model_validate(self.job))
+        return make_training_env(self.job)
 
 
 def make_training_env(job: RLJob) -> Any:
-    """The env a job trains on: Crafter, the sub-task reward, and the options wrapper."""
-    from rlgpt.envs.crafter import SCORE_TASK, CrafterConfig, CrafterEnv
-    from rlgpt.envs.options import OptionsEnv, PredicateTask
-
-    shaping = tuple((t.item, t.weight) for t in job.shaping)
-    if job.task is not None:
-        config = CrafterConfig(
-            task=job.task,
-            observation=job.observation,
-            episode_length=job.episode_length,
-            privileged=job.privileged,
-            terminate_on_success=True,
-            shaping=shaping,
-            prefetch_worlds=job.in_process,
-        )
-        env: Any = CrafterEnv(config)
-    else:
-        # The score task's native reward is discarded; PredicateTask pays success + shaping.
-        config = CrafterConfig(
-            task=SCORE_TASK,
-            observation=job.observation,
-            episode_length=job.episode_length,
-            privileged=job.privileged,
-            prefetch_worlds=job.in_process,
-        )
-        if job.predicate is None:
-            raise ValueError("a job needs a task or a predicate")
-        env = PredicateTask(CrafterEnv(config), job.predicate, shaping=shaping)
+    """The env a job trains on: the plugin's env of the task (or a sub-task's reward on it)
+    under the options wrapper."""
+    task = load_adapter(job.env).task(job.task)
+    settings = EnvSettings(
+        observation=job.observation,
+        episode_length=job.episode_length,
+        privileged=job.privileged,
+        terminate_on_success=True,
+        shaping=tuple((t.item, t.weight) for t in job.shaping),
+        prefetch_worlds=job.in_process,
+    )
     limits = SandboxLimits(
         wall_seconds=job.code_action_seconds, max_steps=job.code_action_max_steps
     )
-    return OptionsEnv(
-        env,
-        job.library_dir,
-        job.action_names,
-        limits=limits,
+    return make_options_env(
+        job.env,
+        task,
+        settings,
+        subtask=job.predicate,
+        library=job.library_dir,
+        action_names=job.action_names,
         prelude=job.prelude,
+        limits=limits,
     )
 
 
@@ -435,11 +253,10 @@ def make_vec_env(job: RLJob) -> Any:
     are several: one batched policy forward pass for all of them costs less than worker round
     trips (measured: 8 envs in one process train 2x faster than 4 envs in workers on 2 cores).
     """
-    data = job.model_dump(mode="json")
-    factories = [EnvFactory(data, rank) for rank in range(job.n_envs)]
+    factories = [EnvFactory(job, rank) for rank in range(job.n_envs)]
     if not job.in_process:
-        from rlgpt.envs.options import prepare_forkserver
-        from rlgpt.tools.sandbox_vec import SupervisedSubprocVecEnv
+        from rlgpt.actions.vec_workers import SupervisedSubprocVecEnv
+        from rlgpt.actions.worker import prepare_forkserver
 
         # forkserver: workers start clean (no torch threads or locks inherited from here).
         prepare_forkserver()
@@ -613,19 +430,23 @@ def _stream_writer() -> ProgressFn | None:
         return None
 
 
+def run_rl_job(job: RLJob) -> RLResult:
+    """Train one job inside a graph step: progress goes to LangGraph's custom stream and the
+    step's stop signal (cancel, node timeout) ends training early, keeping the policy."""
+    return train_policy(job, on_progress=_stream_writer(), should_stop=stop_check())
+
+
 def _run_rl_pipeline(**kwargs: Any) -> dict[str, Any]:
-    job = RLJob.model_validate(kwargs)
-    result = train_policy(job, on_progress=_stream_writer(), should_stop=stop_check())
-    return result.model_dump()
+    return run_rl_job(RLJob.model_validate(kwargs)).model_dump()
 
 
 rl_pipeline = StructuredTool.from_function(
     func=_run_rl_pipeline,
     name="rl_pipeline",
     description=(
-        "Train a PPO / MaskablePPO policy on Crafter whose action space is the 17 primitive "
-        "actions plus the named library actions (code actions run as options). Returns the "
-        "saved policy path and measured numbers; streams `rl_progress` events."
+        "Train a PPO / MaskablePPO policy whose action space is the env's primitive actions "
+        "plus the named library actions (code actions run as options). Returns the saved "
+        "policy path and measured numbers; streams `rl_progress` events."
     ),
     args_schema=RLJob,
 )

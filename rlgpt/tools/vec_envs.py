@@ -1,6 +1,6 @@
 """The in-process vectorized env of plain-PPO training (envs without library actions).
 
-Envs with library actions use the supervised workers of `rlgpt.tools.sandbox_vec` instead:
+Envs with library actions use the supervised workers of `rlgpt.actions.vec_workers` instead:
 generated code never runs in the training process.
 """
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from rlgpt.bench import add_bench_arguments, run_bench
+from rlgpt.actions.library import ActionLibrary
 from rlgpt.bench.baseline_library import ACTIONS
+from rlgpt.bench.cli import add_bench_arguments, run_bench
 from rlgpt.bench.score import ACHIEVEMENTS
-from rlgpt.tools.library import ActionLibrary
 
 # A scripted code action written for this test; every table must name it a scripted baseline.
 SCRIPTED_ACTION = """

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from rlgpt.bench import add_bench_arguments, run_bench, writers
+from rlgpt.bench.cli import add_bench_arguments, render_markdown, run_bench
 
 pytestmark = pytest.mark.integration
 
@@ -91,7 +91,7 @@ def test_tasks_bench_one_run(local_server: Any, tmp_path: Path) -> None:
     assert row["task"] == "crafter:collect_wood" and row["n"] == 1
     assert row["per_seed"] == {"0": run["success"] or 0.0}
     markdown = (out / "tasks_smoke.md").read_text()
-    assert markdown == writers.render_markdown(result)
+    assert markdown == render_markdown(result)
     assert "| crafter:collect_wood |" in markdown
     assert (out / "tasks_smoke.png").stat().st_size > 1000
 

@@ -8,18 +8,23 @@ import pytest
 from crafter import constants, engine, objects, worldgen
 from stable_baselines3.common.env_checker import check_env
 
-from rlgpt.envs.base import EnvAdapter, UnknownTaskError
-from rlgpt.envs.crafter import CrafterAdapter, CrafterConfig, CrafterEnv
-from rlgpt.envs.crafter_prefetch import shared_prefetcher
-from rlgpt.envs.crafter_worldgen import generate_world
-from rlgpt.envs.skills.api import SkillAPI
+from rlgpt.envs.base import EnvAdapter, EnvSettings, UnknownTaskError
+from rlgpt.envs.crafter.adapter import CrafterAdapter
+from rlgpt.envs.crafter.env import CrafterConfig, CrafterEnv
+from rlgpt.envs.crafter.prefetch import shared_prefetcher
+from rlgpt.envs.crafter.skills.api import SkillAPI
+from rlgpt.envs.crafter.worldgen import generate_world
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.mark.parametrize("observation", ["symbolic", "pixels"])
 def test_adapter_env_passes_sb3_check(observation: str) -> None:
-    env = CrafterAdapter().make_env(CrafterConfig(observation=observation, pixel_size=64))
+    adapter = CrafterAdapter()
+    env = adapter.make_env(
+        adapter.task("crafter:score"),
+        EnvSettings(observation=observation, pixel_size=64),  # type: ignore[arg-type]
+    )
     check_env(env, skip_render_check=False)
     obs, info = env.reset(seed=0)
     assert env.observation_space.contains(obs)

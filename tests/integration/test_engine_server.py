@@ -19,20 +19,13 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
+from rlgpt.actions.grammar import code_grammar
+from rlgpt.envs.base import load_adapter
 from rlgpt.graph.schemas import Plan
-from rlgpt.llm import (
-    LLMSettings,
-    ask_code,
-    ask_structured,
-    coder_code_messages,
-    engine_server,
-    planner_messages,
-    planner_schema,
-    skills_doc,
-)
+from rlgpt.llm import LLMSettings, ask_code, ask_structured, engine_server
 from rlgpt.llm.engine_server import EngineHTTPServer
 from rlgpt.llm.local_server import URL_ENV, LocalServer, LocalServerConfig, free_port
-from rlgpt.nodes.common import env_adapter
+from rlgpt.nodes.prompts import coder_code_messages, planner_messages, planner_schema, skills_doc
 
 pytestmark = pytest.mark.integration
 
@@ -144,7 +137,7 @@ def test_stream_joins_to_the_plain_answer(
 
 
 def test_repeated_system_prompt_is_read_from_the_cache() -> None:
-    manual = env_adapter("crafter").manual()
+    manual = load_adapter("crafter").manual()
     other = " ".join(f"Fact {i}: the number {i} squared is {i * i}." for i in range(60))
     # A server of its own: its first request is truly cold.
     with LocalServer(LocalServerConfig(model=FAST)) as url:
@@ -258,7 +251,7 @@ def test_default_model_plans_and_codes_for_crafter(
     qwen_server: LocalServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(URL_ENV, qwen_server.base_url)
-    adapter = env_adapter("crafter")
+    adapter = load_adapter("crafter")
     specs = adapter.skill_specs()
     vocabulary = adapter.vocabulary()
     task = adapter.task("crafter:make_wood_pickaxe")
@@ -284,8 +277,7 @@ def test_default_model_plans_and_codes_for_crafter(
         "coder",
         settings,
         coder_code_messages(CODER_STEP, adapter.manual(), skills_doc(specs), None, None),
-        skill_specs=specs,
-        vocabulary=vocabulary,
+        grammar=code_grammar(specs, vocabulary),
     )
     code = result.value.code
     tree = ast.parse(code)

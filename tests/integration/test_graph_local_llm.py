@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
 
 from rlgpt.graph.builder import builder
@@ -44,7 +45,7 @@ SMALL = {
 def test_full_graph_on_the_local_model(local_server: Any, tmp_path: Path) -> None:
     ctx = Context(runs_dir=str(tmp_path), gif=True, **{**SMALL, "max_outer_loops": 0})  # type: ignore[arg-type]
     graph = builder.compile(checkpointer=InMemorySaver())
-    config: dict[str, Any] = {"configurable": {"thread_id": "local-1"}}
+    config: RunnableConfig = {"configurable": {"thread_id": "local-1"}}
     nodes: list[str] = []
     for update in graph.stream(
         {"task": "crafter:collect_wood"}, config, context=ctx, stream_mode="updates"

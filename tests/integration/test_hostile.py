@@ -12,15 +12,18 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rlgpt.envs.crafter import CrafterAdapter
-from rlgpt.tools.evaluate import check_code_action
-from rlgpt.tools.library import ActionLibrary
-from rlgpt.tools.sandbox import CodeActionRejected, SandboxLimits, check_code
-from rlgpt.tools.sandbox_vec import OptionsEnvFactory, SupervisedSubprocVecEnv
+from rlgpt.actions.build import OptionsEnvFactory
+from rlgpt.actions.library import ActionLibrary
+from rlgpt.actions.sandbox import CodeActionRejected, SandboxLimits, check_code
+from rlgpt.actions.vec_workers import SupervisedSubprocVecEnv
+from rlgpt.envs.base import EnvSettings
+from rlgpt.envs.crafter.adapter import CrafterAdapter
+from rlgpt.tools.code_check import check_code_action
 
 pytestmark = pytest.mark.integration
 
 SKILLS = [s.name for s in CrafterAdapter().skill_specs()]
+SCORE = CrafterAdapter().task("crafter:score")
 MARKER = "/tmp/rlgpt_hostile_marker"
 # CPU is the tighter limit here, so busy code ends as a `cpu` error even on a loaded machine.
 LIMITS = SandboxLimits(
@@ -250,10 +253,12 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         "children": _children(os.getpid()),
     }
     factory = OptionsEnvFactory(
+        adapter="crafter",
+        task=CrafterAdapter().task("crafter:score"),
+        settings=EnvSettings(episode_length=400),
         library_dir=str(library.root),
         action_names=RUNTIME_NAMES,
-        crafter={"episode_length": 400},
-        limits=LIMITS.as_dict(),
+        limits=LIMITS,
     )
     vec = SupervisedSubprocVecEnv([factory], limits=LIMITS)
     vec.reset()
@@ -337,7 +342,9 @@ def test_worker_survives_and_host_is_unharmed(hostile: dict[str, Any]) -> None:
 def test_check_worker_killed_by_c_level_loop_reports_line_and_seed() -> None:
     """The coder's check: a stuck C-level call ends its worker; the error names line and seed."""
     source = "def run(api):\n    api.noop()\n    return max(range(10 ** 18)) > 0\n"
-    result = check_code_action(source, "stuck", None, None, [], [4], LIMITS, episode_length=100)
+    result = check_code_action(
+        source, "stuck", None, SCORE, None, [], [4], LIMITS, EnvSettings(episode_length=100)
+    )
     assert result["success_rate"] == 0.0
     (error,) = result["errors"]
     assert error["kind"] == "cpu" and error["line"] == 3 and error["seed"] == 4

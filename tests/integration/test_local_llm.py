@@ -14,13 +14,19 @@ from pathlib import Path
 
 import pytest
 
+from rlgpt.actions.grammar import code_grammar
 from rlgpt.envs.base import SkillParam, SkillSpec
 from rlgpt.graph.schemas import Plan, RLSetup, Verdict
-from rlgpt.llm import (
-    LLMError,
-    LLMSettings,
-    ask_code,
-    ask_structured,
+from rlgpt.llm import LLMError, LLMSettings, ask_code, ask_structured
+from rlgpt.llm.local_server import (
+    URL_ENV,
+    LocalServer,
+    free_port,
+    server_answers,
+    shared_base_url,
+    stop_shared_servers,
+)
+from rlgpt.nodes.prompts import (
     coder_code_messages,
     coder_rl_messages,
     critic_messages,
@@ -29,14 +35,6 @@ from rlgpt.llm import (
     rl_setup_schema,
     skills_doc,
     verdict_schema,
-)
-from rlgpt.llm.local_server import (
-    URL_ENV,
-    LocalServer,
-    free_port,
-    server_answers,
-    shared_base_url,
-    stop_shared_servers,
 )
 
 pytestmark = pytest.mark.integration
@@ -122,7 +120,7 @@ def test_rl_setup_and_verdict(local_server: LocalServer) -> None:
 
 def test_code_action_through_the_grammar(local_server: LocalServer) -> None:
     messages = coder_code_messages(STEP, MANUAL, skills_doc(SPECS), None, None)
-    result = ask_code("coder", local_settings(300), messages, skill_specs=SPECS, vocabulary=VOCAB)
+    result = ask_code("coder", local_settings(300), messages, grammar=code_grammar(SPECS, VOCAB))
     code = result.value.code
     tree = ast.parse(code)
     compile(tree, "<code_action>", "exec")

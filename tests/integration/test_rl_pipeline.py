@@ -9,9 +9,9 @@ from typing import Any, TypedDict
 import pytest
 from langgraph.graph import START, StateGraph
 
-from rlgpt.envs.base import Predicate
+from rlgpt.actions.library import ActionLibrary
+from rlgpt.envs.base import EnvSettings, Predicate, resolve_task
 from rlgpt.tools.evaluate import evaluate_plan
-from rlgpt.tools.library import ActionLibrary
 from rlgpt.tools.rl_pipeline import RLJob, rl_pipeline, train_policy
 
 pytestmark = pytest.mark.integration
@@ -98,7 +98,7 @@ def test_code_action_beats_primitives_and_policy_is_reusable(tmp_path: Path) -> 
         max_steps=150,
     )
     result = evaluate_plan(
-        "crafter:place_table",
+        resolve_task("crafter", "crafter:place_table"),
         [
             {
                 "subaction": "place_table",
@@ -109,7 +109,7 @@ def test_code_action_beats_primitives_and_policy_is_reusable(tmp_path: Path) -> 
         library.root,
         seeds=[1000, 1001, 1002],
         max_steps_per_subaction=150,
-        episode_length=300,
+        settings=EnvSettings(episode_length=300),
     )
     print(f"policy action on held-out seeds: task success {result['task_success_rate']:.2f}")
     assert result["episodes"] == 3
@@ -139,6 +139,7 @@ def test_tool_streams_progress_in_a_graph_and_stops_early(tmp_path: Path) -> Non
     graph = StateGraph(_GraphState).add_node("train", train).add_edge(START, "train").compile()
     # A sub-task that starts after an earlier plan step (the prelude collects two wood).
     job = RLJob(
+        task="crafter:score",
         predicate=Predicate(kind="achievement", name="place_table"),
         shaping=[("sapling", 0.1)],  # type: ignore[list-item]
         library_dir=str(library.root),
@@ -172,6 +173,7 @@ def test_tool_streams_progress_in_a_graph_and_stops_early(tmp_path: Path) -> Non
 
     # Outside a graph the tool runs without a stream writer.
     plain = RLJob(
+        task="crafter:score",
         predicate=Predicate(kind="inventory", name="wood"),
         episode_length=50,
         timesteps=200,

@@ -7,22 +7,25 @@ from pathlib import Path
 
 import pytest
 
-from rlgpt.envs.base import Predicate
-from rlgpt.envs.crafter import CrafterAdapter, CrafterConfig, CrafterEnv
-from rlgpt.envs.options import OptionsEnv
-from rlgpt.tools.evaluate import check_code_action
-from rlgpt.tools.library import ActionLibrary
-from rlgpt.tools.sandbox import (
+from rlgpt.actions.library import ActionLibrary
+from rlgpt.actions.options import OptionsEnv
+from rlgpt.actions.sandbox import (
     CodeActionRejected,
     SandboxLimits,
     check_code,
     load_code_action,
     run_code_action,
 )
+from rlgpt.envs.base import EnvSettings, Predicate, resolve_task
+from rlgpt.envs.crafter.adapter import CrafterAdapter
+from rlgpt.envs.crafter.env import CrafterConfig, CrafterEnv
+from rlgpt.tools.code_check import check_code_action
 
 pytestmark = pytest.mark.integration
 
-SKILLS = [s.name for s in CrafterAdapter().skill_specs()]
+CRAFTER = CrafterAdapter()
+SKILLS = [s.name for s in CRAFTER.skill_specs()]
+SCORE = CRAFTER.task("crafter:score")
 LIMITS = SandboxLimits(wall_seconds=1.0, max_steps=40)
 
 
@@ -92,7 +95,9 @@ def test_runtime_errors_are_structured(
     source: str, kind: str, line: int | None, min_step: int
 ) -> None:
     """Each case runs in an evaluation worker process on a real Crafter episode."""
-    result = check_code_action(source, "case", None, None, [], [3], LIMITS, episode_length=200)
+    result = check_code_action(
+        source, "case", None, SCORE, None, [], [3], LIMITS, EnvSettings(episode_length=200)
+    )
     assert result["success_rate"] == 0.0
     assert len(result["errors"]) == 1
     error = result["errors"][0]
@@ -111,7 +116,7 @@ def test_wall_time_limit_off_the_main_thread() -> None:
     action = load_code_action("spin", "def run(api):\n    while True:\n        pass\n", SKILLS)
     env = CrafterEnv(CrafterConfig(episode_length=50))
     env.reset(seed=0)
-    from rlgpt.envs.skills.api import SkillAPI
+    from rlgpt.envs.crafter.skills.api import SkillAPI
 
     outcomes = []
     thread = threading.Thread(
@@ -134,7 +139,7 @@ def test_crashing_code_action_does_not_crash_options_env(tmp_path: Path) -> None
     )
     lib.add_code("broken", "def run(api):\n    return api.nothing()\n")
     inner = CrafterEnv(CrafterConfig(task="crafter:collect_wood", episode_length=30))
-    env = OptionsEnv(inner, lib, ["crash", "never", "broken"], limits=LIMITS)
+    env = OptionsEnv(inner, lib, ["crash", "never", "broken"], adapter=CRAFTER, limits=LIMITS)
     env.reset(seed=5)
     assert env.n_actions == 20
     masks = env.action_masks()
@@ -166,7 +171,7 @@ def test_step_budget_and_episode_end_inside_options_env(tmp_path: Path) -> None:
     lib = ActionLibrary(tmp_path)
     lib.add_code("walk", "def run(api):\n    while True:\n        api.noop()\n", max_steps=12)
     inner = CrafterEnv(CrafterConfig(episode_length=30))
-    env = OptionsEnv(inner, lib, ["walk"], limits=SandboxLimits(max_steps=100))
+    env = OptionsEnv(inner, lib, ["walk"], adapter=CRAFTER, limits=SandboxLimits(max_steps=100))
     env.reset(seed=1)
     _, _, _, truncated, info = env.step(17)
     assert info["env_steps"] == 12 and info["code_action_error"]["kind"] == "step_budget"
@@ -181,7 +186,7 @@ def test_step_budget_and_episode_end_inside_options_env(tmp_path: Path) -> None:
 
 
 def test_run_code_action_counts_skill_api_steps() -> None:
-    from rlgpt.envs.skills.api import SkillAPI
+    from rlgpt.envs.crafter.skills.api import SkillAPI
 
     env = CrafterEnv(CrafterConfig(episode_length=50))
     env.reset(seed=2)
@@ -195,8 +200,8 @@ def test_run_code_action_counts_skill_api_steps() -> None:
 
 
 def test_api_proxy_exposes_only_skills() -> None:
-    from rlgpt.envs.skills.api import SkillAPI
-    from rlgpt.tools.sandbox import make_api_proxy
+    from rlgpt.actions.sandbox import make_api_proxy
+    from rlgpt.envs.crafter.skills.api import SkillAPI
 
     env = CrafterEnv(CrafterConfig(episode_length=50))
     env.reset(seed=2)
@@ -219,7 +224,9 @@ def test_breach_ends_the_episode_and_skill_results_are_plain_copies(tmp_path: Pa
         "def run(api):\n    inv = api.inventory()\n    inv['wood'] = 5\n"
         "    p = api.position()\n    return api.count('wood') == 0 and len(p) == 2\n",
     )
-    env = OptionsEnv(CrafterEnv(CrafterConfig(episode_length=50)), lib, ["deep", "peek"])
+    env = OptionsEnv(
+        CrafterEnv(CrafterConfig(episode_length=50)), lib, ["deep", "peek"], adapter=CRAFTER
+    )
     env.reset(seed=3)
     _, _, terminated, truncated, info = env.step(18)
     assert info["option_success"] is True and "code_action_error" not in info
@@ -234,7 +241,7 @@ def test_loaded_constants_are_frozen_between_calls() -> None:
     action = load_code_action("frozen", source, SKILLS)
     env = CrafterEnv(CrafterConfig(episode_length=20))
     env.reset(seed=0)
-    from rlgpt.envs.skills.api import SkillAPI
+    from rlgpt.envs.crafter.skills.api import SkillAPI
 
     assert run_code_action(action, SkillAPI(env), LIMITS).success
     mutate = "SEEN = [1]\n\ndef run(api):\n    SEEN.append(1)\n    return True\n"
@@ -251,12 +258,12 @@ def test_plan_evaluation_goes_on_after_a_worker_is_killed(tmp_path: Path) -> Non
     lib.add_code("stuck", "def run(api):\n    return sum(range(10 ** 18)) > 0\n")
     limits = SandboxLimits(wall_seconds=20.0, cpu_seconds=1.0, hard_stop_grace_seconds=1.0)
     result = evaluate_plan(
-        "crafter:collect_wood",
+        resolve_task("crafter", "crafter:collect_wood"),
         [{"subaction": "s1", "predicate": None, "action": "stuck"}],
         lib.root,
         seeds=[0, 1],
         max_steps_per_subaction=20,
-        episode_length=40,
+        settings=EnvSettings(episode_length=40),
         limits=limits,
     )
     assert result["episodes"] == 2 and result["task_success_rate"] == 0.0

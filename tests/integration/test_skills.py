@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from rlgpt.envs.base import OptionInterrupted
-from rlgpt.envs.crafter import CrafterConfig, CrafterEnv
-from rlgpt.envs.skills.api import SkillAPI
+from rlgpt.envs.crafter.env import CrafterConfig, CrafterEnv
+from rlgpt.envs.crafter.skills.api import SkillAPI
 
 pytestmark = pytest.mark.integration
 

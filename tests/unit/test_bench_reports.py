@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from rlgpt.bench import add_bench_arguments, run_bench, writers
+from rlgpt.bench import writers
+from rlgpt.bench.cli import add_bench_arguments, render_markdown, run_bench
 from rlgpt.bench.model_speed import (
     ROLES,
     ModelSpeedConfig,
@@ -82,7 +83,7 @@ def test_committed_results_render_to_their_markdown() -> None:
     assert results, "no result files to check"
     for path in results:
         result = json.loads(path.read_text())
-        assert path.with_suffix(".md").read_text() == writers.render_markdown(result), path.name
+        assert path.with_suffix(".md").read_text() == render_markdown(result), path.name
 
 
 def test_render_rewrites_markdown_from_json(tmp_path: Path) -> None:
@@ -188,7 +189,7 @@ def test_model_speed_summary_and_files(tmp_path: Path) -> None:
     paths = write_model_speed(result, tmp_path, "fake")
     loaded = json.loads(paths["json"].read_text())
     assert paths["markdown"].read_text() == model_speed_markdown(loaded)
-    assert paths["markdown"].read_text() == writers.render_markdown(loaded)
+    assert paths["markdown"].read_text() == render_markdown(loaded)
     table = paths["markdown"].read_text()
     assert "| planner | 12.0 | 12.0 | 1.00 | 12.0 | 3.0 | 0.25 |" in table
     assert paths["png"].stat().st_size > 1000
@@ -458,7 +459,7 @@ def test_tasks_write_is_regenerable(tmp_path: Path) -> None:
     result = _tasks_result()
     paths = write_tasks(result, tmp_path, "r")
     loaded = json.loads(paths["json"].read_text())
-    assert paths["markdown"].read_text() == writers.render_markdown(loaded)
+    assert paths["markdown"].read_text() == render_markdown(loaded)
     assert paths["png"].stat().st_size > 1000
 
 

@@ -8,10 +8,10 @@ import itertools
 import numpy as np
 from crafter import constants
 
-from rlgpt.envs.crafter import NAME_TO_ID
-from rlgpt.envs.manual import game_manual
-from rlgpt.envs.skills.memory import UNKNOWN, MemoryMap
-from rlgpt.envs.skills.navigation import bfs_path, neighbours_of
+from rlgpt.envs.crafter.env import NAME_TO_ID
+from rlgpt.envs.crafter.manual import game_manual
+from rlgpt.envs.crafter.skills.memory import UNKNOWN, MemoryMap
+from rlgpt.envs.crafter.skills.navigation import bfs_path, neighbours_of
 
 
 def _grid(rows: list[str]) -> np.ndarray:

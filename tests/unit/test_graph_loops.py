@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
 
 from rlgpt.graph.builder import builder
@@ -84,8 +85,8 @@ def run(
         **{**defaults, **settings},
     )
     graph = builder.compile(checkpointer=InMemorySaver())
-    config: dict[str, Any] = {"configurable": {"thread_id": thread}}
-    order = []
+    config: RunnableConfig = {"configurable": {"thread_id": thread}}
+    order: list[str] = []
     for update in graph.stream({"task": task}, config, context=ctx, stream_mode="updates"):
         order.extend(update)
     return dict(graph.get_state(config).values), order

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from rlgpt.actions.library import ActionLibrary, LibraryError
 from rlgpt.envs.base import Predicate
-from rlgpt.tools.library import ActionLibrary, LibraryError
 
 SOURCE_V1 = "def run(api):\n    return api.do()\n"
 SOURCE_V2 = (

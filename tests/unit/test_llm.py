@@ -15,6 +15,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from rlgpt import plugins
+from rlgpt.actions.grammar import CodeGrammarLimits, code_grammar
 from rlgpt.envs.base import SkillParam, SkillSpec
 from rlgpt.graph.context import Context
 from rlgpt.graph.schemas import CodeActionAnswer, Plan, RLSetup, Verdict
@@ -23,24 +24,24 @@ from rlgpt.llm import (
     LLMSettings,
     ask_code,
     ask_structured,
-    check_code,
-    code_grammar,
+    clean_code_answer,
+    restrict_schema,
+    split_model,
+)
+from rlgpt.llm.local import bounded_json_schema
+from rlgpt.llm.local_server import URL_ENV, shared_base_url
+from rlgpt.llm.openai_compat import OpenAIBackend, strict_json_schema
+from rlgpt.nodes import prompts as prompt_module
+from rlgpt.nodes.prompts import (
     coder_code_messages,
     coder_rl_messages,
     critic_messages,
     planner_messages,
     planner_schema,
-    restrict_schema,
     rl_setup_schema,
     skills_doc,
-    split_model,
     verdict_schema,
 )
-from rlgpt.llm import prompts as prompt_module
-from rlgpt.llm.grammar import CodeGrammarLimits
-from rlgpt.llm.local import bounded_json_schema
-from rlgpt.llm.local_server import URL_ENV, shared_base_url
-from rlgpt.llm.openai_compat import OpenAIBackend, strict_json_schema
 
 try:  # the HTTP library the installed OpenAI client is built on
     import httpx2 as http
@@ -128,17 +129,17 @@ def test_settings_for_role_reads_the_context() -> None:
     context = Context(
         coder_model="openai:gpt-x", llm_temperature=0.3, llm_max_tokens=99, llm_cache_dir="c"
     )
-    coder = LLMSettings.for_role(context, "coder")
+    coder = context.llm_settings("coder")
     assert (coder.model, coder.temperature, coder.max_tokens, coder.cache_dir) == (
         "openai:gpt-x",
         0.3,
         99,
         "c",
     )
-    assert LLMSettings.for_role(context, "planner").model == "local:qwen2.5-coder-1.5b"
-    assert LLMSettings.for_role(Context(seed=7), "critic").seed == 7
+    assert context.llm_settings("planner").model == "local:qwen2.5-coder-1.5b"
+    assert Context(seed=7).llm_settings("critic").seed == 7
     with pytest.raises(ValueError, match="unknown model role"):
-        LLMSettings.for_role(context, "rl_trainer")  # type: ignore[arg-type]
+        context.llm_settings("rl_trainer")  # type: ignore[arg-type]
 
 
 def test_every_settings_field_is_described() -> None:
@@ -284,20 +285,20 @@ def test_usage_sums_every_attempt(scripted: ScriptedChatModel) -> None:
 # --------------------------------------------------------------------------- code
 
 
-def test_check_code_accepts_and_rejects() -> None:
-    code = check_code("Here it is:\n```python\ndef run(api):\n    return True\n```")
+def test_clean_code_answer_accepts_and_rejects() -> None:
+    code = clean_code_answer("Here it is:\n```python\ndef run(api):\n    return True\n```")
     assert code == "def run(api):\n    return True\n"
     with pytest.raises(ValueError, match="syntax error"):
-        check_code("def run(api):\nreturn True")
+        clean_code_answer("def run(api):\nreturn True")
     with pytest.raises(ValueError, match="def run"):
-        check_code("def go(api):\n    return True\n")
+        clean_code_answer("def go(api):\n    return True\n")
 
 
 def test_ask_code_with_grammar(grammar_scripted: ScriptedChatModel) -> None:
     program = 'def run(api):\n    api.go_to("tree")\n    api.do()\n    return True\n'
     grammar_scripted.answers = [program]
     result = ask_code(
-        "coder", LLMSettings(model="scripted_g:x"), MESSAGES, skill_specs=SPECS, vocabulary=VOCAB
+        "coder", LLMSettings(model="scripted_g:x"), MESSAGES, grammar=code_grammar(SPECS, VOCAB)
     )
     assert isinstance(result.value, CodeActionAnswer) and result.value.code == program
     grammar = grammar_scripted.call_kwargs[0]["grammar"]
@@ -309,7 +310,7 @@ def test_ask_code_as_json_retries_a_syntax_error(scripted: ScriptedChatModel) ->
     bad = json.dumps({"code": "def run(api)\n    return True"})
     good = json.dumps({"code": "def run(api):\n    return api.do()", "explanation": "one"})
     scripted.answers = [bad, good]
-    result = ask_code("coder", settings(), MESSAGES, skill_specs=SPECS, vocabulary=VOCAB)
+    result = ask_code("coder", settings(), MESSAGES, grammar=code_grammar(SPECS, VOCAB))
     assert result.value.code == "def run(api):\n    return api.do()\n"
     assert result.value.explanation == "one"
     assert "syntax error" in str(scripted.prompts[1][-1].content)
@@ -482,7 +483,7 @@ def test_prompt_examples_are_valid_answers() -> None:
     Plan.model_validate(prompt_module.PLANNER_EXAMPLE_ANSWER)
     RLSetup.model_validate(prompt_module.CODER_RL_EXAMPLE_ANSWER)
     Verdict.model_validate(prompt_module.CRITIC_EXAMPLE_ANSWER)
-    check_code(prompt_module.CODER_CODE_EXAMPLE_ANSWER)
+    clean_code_answer(prompt_module.CODER_CODE_EXAMPLE_ANSWER)
     # The few-shot code is what the grammar lets the local model write (in the example game).
     things = ("reeds", "clay", "bench")
     items = ("reed", "clay", "spade")
@@ -508,7 +509,7 @@ def test_prompt_examples_are_valid_answers() -> None:
         prompt_module.CODER_CODE_EXAMPLE_ANSWER_2,
         prompt_module.CODER_CODE_EXAMPLE_ANSWER_3,
     ):
-        check_code(answer)
+        clean_code_answer(answer)
         assert gbnf_accepts(grammar, answer), answer
 
 
@@ -565,7 +566,7 @@ def test_scripted_model_string_routes_to_the_registered_backend(
     started = time.monotonic()
     result = ask_structured(
         "planner",
-        LLMSettings.for_role(context, "planner"),
+        context.llm_settings("planner"),
         Plan,
         planner_messages("t", "d", "m", "s", None, None),
     )

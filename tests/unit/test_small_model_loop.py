@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rlgpt.actions.library import SharedLibrary
 from rlgpt.envs.base import Predicate
-from rlgpt.envs.manual import plan_problems
-from rlgpt.tools.library import SharedLibrary
+from rlgpt.envs.crafter.manual import plan_problems
 from tests.fakes import ScriptedChatModel
 from tests.unit.test_graph_loops import GOOD_CODE, code, plan, run
 

@@ -7,7 +7,7 @@ import tempfile
 import time
 from typing import Any
 
-from rlgpt.tools.sandbox import SandboxLimits
+from rlgpt.actions.sandbox import SandboxLimits
 
 TRIVIAL_ACTION = "def run(api):\n    return api.noop()\n"
 
@@ -16,12 +16,10 @@ def _measure(steps: int, seed: int, limits: dict[str, Any]) -> dict[str, Any]:
     """Runs in a worker (sandbox limits applied there, as in training); both paths, one process."""
     import torch
 
-    from rlgpt.envs.base import OptionInterrupted
-    from rlgpt.envs.crafter import CrafterConfig, CrafterEnv
-    from rlgpt.envs.options import OptionsEnv
-    from rlgpt.envs.skills.api import SkillAPI
-    from rlgpt.tools import sandbox
-    from rlgpt.tools.library import ActionLibrary
+    from rlgpt.actions import sandbox
+    from rlgpt.actions.build import make_options_env
+    from rlgpt.actions.library import ActionLibrary
+    from rlgpt.envs.base import EnvSettings, OptionInterrupted, load_adapter
 
     torch.set_num_threads(1)
     sandbox_limits = SandboxLimits(**limits)
@@ -30,16 +28,19 @@ def _measure(steps: int, seed: int, limits: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="rlgpt-bench-") as root:
         library = ActionLibrary(root)
         library.add_code("noop_code", TRIVIAL_ACTION, max_steps=1)
-        options = OptionsEnv(
-            CrafterEnv(CrafterConfig(episode_length=length)),
-            library,
-            ["noop_code"],
+        adapter = load_adapter("crafter")
+        options = make_options_env(
+            adapter,
+            adapter.task("crafter:score"),
+            EnvSettings(episode_length=length),
+            library=library,
+            action_names=["noop_code"],
             limits=sandbox_limits,
         )
         options.reset(seed=seed)
         code_index = options.n_primitives
         inner: Any = options.unwrapped
-        api = SkillAPI(inner, max_steps=10 * length)
+        api = adapter.make_skill_api(inner, None, 10 * length)
         # Warm-up: loads the code action and enters worker mode before timing.
         options.step(code_index)
         direct_seconds = sandboxed_seconds = 0.0
@@ -71,7 +72,7 @@ def _measure(steps: int, seed: int, limits: dict[str, Any]) -> dict[str, Any]:
             if over:
                 resets += 1
                 options.reset(seed=seed + resets)
-                api = SkillAPI(inner, max_steps=10 * length)
+                api = adapter.make_skill_api(inner, None, 10 * length)
         worker = sandbox.in_worker_mode()
     total = steps
     # CPU time of this thread is the primary measure: on a shared machine wall time also
@@ -113,7 +114,7 @@ def measure_sandbox_overhead(steps: int = 2000, seed: int = 0) -> dict[str, Any]
         time), the same rates and ratio from wall time (`wall_*`), code_action_errors and
         worker_limits (True: measured under the worker's rlimits).
     """
-    from rlgpt.tools.sandbox_worker import run_in_worker
+    from rlgpt.actions.worker import run_in_worker
 
     limits = SandboxLimits()
     result: dict[str, Any] = run_in_worker(

@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 from crafter import constants, engine, objects
 
-from rlgpt.envs.crafter_worldgen import generate_world
+from rlgpt.envs.crafter.worldgen import generate_world
 from rlgpt.logging import get_logger
 
-log = get_logger("rlgpt.envs.crafter_prefetch")
+log = get_logger("rlgpt.envs.crafter.prefetch")
 
 _CREATURES: dict[str, type] = {
     "Cow": objects.Cow,

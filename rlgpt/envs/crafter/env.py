@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import crafter
 import gymnasium as gym
 import numpy as np
-from crafter import constants, objects
+from crafter import objects
 
-from rlgpt.envs.base import Predicate, SkillSpec, TaskSpec, UnknownTaskError
-from rlgpt.envs.crafter_prefetch import (
+from rlgpt.envs.crafter.constants import (
+    ACTIONS,
+    DIRECTIONS,
+    ID_TO_NAME,
+    ITEMS,
+    MATERIALS,
+    NAME_TO_ID,
+    OBJECT_IDS,
+    SCORE_TASK,
+    STATUS_ITEMS,
+    VIEW,
+)
+from rlgpt.envs.crafter.prefetch import (
     WorldPrefetcher,
     WorldRecipe,
     forget_prefetcher,
@@ -21,36 +31,12 @@ from rlgpt.envs.crafter_prefetch import (
     shared_prefetcher,
     start_world,
 )
-from rlgpt.envs.crafter_worldgen import generate_world
+from rlgpt.envs.crafter.skills.memory import MemoryMap
+from rlgpt.envs.crafter.tasks import get_task
+from rlgpt.envs.crafter.worldgen import generate_world
 from rlgpt.logging import get_logger
 
-ACTIONS: list[str] = list(constants.actions)
-MATERIALS: list[str] = list(constants.materials)
-ITEMS: list[str] = list(constants.items)
-ACHIEVEMENTS: list[str] = list(constants.achievements)
-CREATURES: list[str] = ["cow", "zombie", "skeleton", "arrow", "plant"]
-# Same ids as crafter's own semantic map: 0 = outside the world, then materials, then objects.
-ID_TO_NAME: list[str] = ["none", *MATERIALS, "player", *CREATURES]
-NAME_TO_ID: dict[str, int] = {name: i for i, name in enumerate(ID_TO_NAME)}
-OBJECT_IDS: dict[type, int] = {
-    objects.Player: NAME_TO_ID["player"],
-    objects.Cow: NAME_TO_ID["cow"],
-    objects.Zombie: NAME_TO_ID["zombie"],
-    objects.Skeleton: NAME_TO_ID["skeleton"],
-    objects.Arrow: NAME_TO_ID["arrow"],
-    objects.Plant: NAME_TO_ID["plant"],
-}
-STATUS_ITEMS: tuple[str, ...] = ("health", "food", "drink", "energy")
-DIRECTIONS: dict[tuple[int, int], str] = {
-    (-1, 0): "left",
-    (1, 0): "right",
-    (0, -1): "up",
-    (0, 1): "down",
-}
-VIEW: tuple[int, int] = (9, 7)  # crafter's local view: 9 wide, 7 high (two rows show items)
-log = get_logger("rlgpt.envs.crafter")
-
-SCORE_TASK = "crafter:score"
+log = get_logger("rlgpt.envs.crafter.env")
 
 
 def _described(default: Any, description: str) -> Any:
@@ -95,37 +81,6 @@ class CrafterConfig:
         for item, _ in self.shaping:
             if item not in ITEMS:
                 raise ValueError(f"shaping item {item!r} is not an inventory item: {ITEMS}")
-
-
-def task_specs() -> dict[str, TaskSpec]:
-    """All Crafter tasks: one per achievement plus the score task."""
-    specs = {
-        f"crafter:{a}": TaskSpec(
-            name=f"crafter:{a}",
-            env="crafter",
-            predicates=(Predicate(kind="achievement", name=a),),
-            description=f"Unlock the achievement {a} (reward +1 the first time).",
-        )
-        for a in ACHIEVEMENTS
-    }
-    specs[SCORE_TASK] = TaskSpec(
-        name=SCORE_TASK,
-        env="crafter",
-        predicates=(),
-        description="Unlock as many of the 22 achievements as possible (Crafter's native reward).",
-        score=True,
-    )
-    return specs
-
-
-_TASKS = task_specs()
-
-
-def get_task(name: str) -> TaskSpec:
-    """The task of that name; raises UnknownTaskError listing the valid names."""
-    if name not in _TASKS:
-        raise UnknownTaskError(name, list(_TASKS))
-    return _TASKS[name]
 
 
 class CrafterEnv(gym.Env[np.ndarray, np.int64]):
@@ -176,8 +131,6 @@ class CrafterEnv(gym.Env[np.ndarray, np.int64]):
         self._view_cache: tuple[np.ndarray, np.ndarray] | None = None
         # (world seed, helper, ticket) of the next world asked for
         self._pending_world: tuple[int, WorldPrefetcher, int] | None = None
-        from rlgpt.envs.skills.memory import MemoryMap  # the skills package imports this module
-
         self._memory = MemoryMap(self.area)
 
     # ----------------------------------------------------------------- gym API
@@ -534,84 +487,3 @@ class CrafterEnv(gym.Env[np.ndarray, np.int64]):
 def _world_seed(seed: int, episode: int) -> int:
     """The world seed crafter derives from an env seed and an episode index."""
     return hash((seed, episode)) % (2**31 - 1)
-
-
-def _config_from(config: Any) -> CrafterConfig:
-    if config is None:
-        return CrafterConfig()
-    if isinstance(config, CrafterConfig):
-        return config
-    if isinstance(config, Mapping):
-        known = {f.name for f in fields(CrafterConfig)}
-        unknown = set(config) - known
-        if unknown:
-            raise ValueError(
-                f"unknown CrafterConfig fields {sorted(unknown)}; known: {sorted(known)}"
-            )
-        values = dict(config)
-        if "shaping" in values:
-            values["shaping"] = tuple((str(k), float(v)) for k, v in values["shaping"])
-        if "area" in values:
-            values["area"] = tuple(values["area"])
-        return CrafterConfig(**values)
-    raise TypeError(f"expected CrafterConfig, a mapping or None, got {type(config).__name__}")
-
-
-class CrafterAdapter:
-    """The Crafter plugin (entry point `rlgpt.envs: crafter`)."""
-
-    name = "crafter"
-    config_class = CrafterConfig
-
-    def tasks(self) -> list[str]:
-        """All task names: `crafter:<achievement>` for the 22 achievements and `crafter:score`."""
-        return list(_TASKS)
-
-    def task(self, name: str) -> TaskSpec:
-        """The task of that name; raises UnknownTaskError listing the valid names."""
-        return get_task(name)
-
-    def primitive_actions(self) -> list[str]:
-        """Crafter's 17 actions in index order."""
-        return list(ACTIONS)
-
-    def make_env(self, config: Any = None) -> CrafterEnv:
-        """A CrafterEnv from a CrafterConfig (or a mapping of its fields, or None = defaults)."""
-        return CrafterEnv(_config_from(config))
-
-    def manual(self) -> str:
-        """The game manual generated from crafter's data.yaml."""
-        from rlgpt.envs.manual import game_manual
-
-        return game_manual()
-
-    def skill_specs(self) -> list[SkillSpec]:
-        """The skill API that code actions may call."""
-        from rlgpt.envs.skills.api import skill_specs
-
-        return skill_specs()
-
-    def vocabulary(self) -> dict[str, list[str]]:
-        """Names code may mention, by kind."""
-        return vocabulary()
-
-    def plan_problems(
-        self, steps: Sequence[tuple[str, Predicate]]
-    ) -> tuple[list[str], dict[str, Predicate]]:
-        """What the manual's rules say a plan lacks, and the checks its collecting steps
-        need (see `rlgpt.envs.manual.plan_problems`)."""
-        from rlgpt.envs.manual import plan_problems
-
-        return plan_problems(steps)
-
-
-def vocabulary() -> dict[str, list[str]]:
-    """Targets, items, placeable/makeable things, achievements and actions of Crafter."""
-    return {
-        "targets": [*MATERIALS, *[c for c in CREATURES if c != "arrow"]],
-        "items": list(ITEMS),
-        "placeable": list(constants.place),
-        "makeable": list(constants.make),
-        "achievements": list(ACHIEVEMENTS),
-        "actions": list(ACTIONS),
-    }

@@ -8,16 +8,28 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired
 
 from pydantic import BaseModel, Field
+from typing_extensions import TypedDict
 
+from rlgpt.actions.sandbox import defines_available
 from rlgpt.envs.base import Predicate
-from rlgpt.graph.state import ActionRecord
-from rlgpt.tools.sandbox import defines_available
 
 MANIFEST = "library.json"
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+class ActionRecord(TypedDict):
+    """An entry of the action library: a code action or a trained policy, stored on disk."""
+
+    name: str
+    kind: Literal["code", "policy"]
+    path: str
+    subaction: str
+    description: str
+    version: int
+    check: NotRequired[dict[str, Any]]
 
 
 class LibraryError(ValueError):

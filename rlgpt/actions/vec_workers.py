@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -12,39 +11,11 @@ import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import CloudpickleWrapper, VecEnv
 from stable_baselines3.common.vec_env.subproc_vec_env import SubprocVecEnv, _stack_obs, _worker
 
+from rlgpt.actions.sandbox import SandboxLimits, worker_death_error
+from rlgpt.actions.worker import adopt_report, read_report
 from rlgpt.logging import get_logger
-from rlgpt.tools.sandbox import SandboxLimits, worker_death_error
-from rlgpt.tools.sandbox_worker import adopt_report, read_report
 
 log = get_logger("rlgpt.sandbox_vec")
-
-
-@dataclass
-class OptionsEnvFactory:
-    """Picklable constructor of Crafter wrapped in OptionsEnv, run inside an env worker."""
-
-    library_dir: str = field(metadata={"description": "Action-library root."})
-    action_names: list[str] = field(
-        default_factory=list, metadata={"description": "Library actions after the primitives."}
-    )
-    crafter: dict[str, Any] = field(
-        default_factory=dict, metadata={"description": "CrafterConfig fields."}
-    )
-    limits: dict[str, Any] = field(
-        default_factory=dict, metadata={"description": "SandboxLimits fields."}
-    )
-
-    def __call__(self) -> Any:
-        """Build the env (in the worker)."""
-        from rlgpt.envs.crafter import CrafterConfig, CrafterEnv
-        from rlgpt.envs.options import OptionsEnv
-
-        return OptionsEnv(
-            CrafterEnv(CrafterConfig(**self.crafter)),
-            self.library_dir,
-            self.action_names,
-            limits=SandboxLimits(**self.limits),
-        )
 
 
 def _supervised_worker(
@@ -220,4 +191,4 @@ class SupervisedSubprocVecEnv(SubprocVecEnv):
         self.closed = True
 
 
-__all__ = ["OptionsEnvFactory", "SupervisedSubprocVecEnv"]
+__all__ = ["SupervisedSubprocVecEnv"]

@@ -6,9 +6,10 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from crafter import constants
 
 from rlgpt.envs.base import OptionInterrupted, SkillParam, SkillSpec
-from rlgpt.envs.crafter import (
+from rlgpt.envs.crafter.constants import (
     ACHIEVEMENTS,
     ACTIONS,
     DIRECTIONS,
@@ -16,12 +17,11 @@ from rlgpt.envs.crafter import (
     ITEMS,
     NAME_TO_ID,
     VIEW,
-    CrafterEnv,
-    constants,
     vocabulary,
 )
-from rlgpt.envs.skills.memory import WALKABLE_IDS
-from rlgpt.envs.skills.navigation import STEPS, Pos, bfs_path, neighbours_of
+from rlgpt.envs.crafter.env import CrafterEnv
+from rlgpt.envs.crafter.skills.memory import WALKABLE_IDS
+from rlgpt.envs.crafter.skills.navigation import STEPS, Pos, bfs_path, neighbours_of
 
 ACTION_INDEX = {name: i for i, name in enumerate(ACTIONS)}
 MOVE_ACTION = {d: ACTION_INDEX[f"move_{name}"] for d, name in DIRECTIONS.items()}

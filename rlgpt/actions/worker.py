@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
+from rlgpt.actions.sandbox import SandboxLimits, set_worker_report, worker_death_error
 from rlgpt.logging import get_logger
-from rlgpt.tools.sandbox import SandboxLimits, set_worker_report, worker_death_error
 
 log = get_logger("rlgpt.sandbox_worker")
 
@@ -20,6 +20,20 @@ MAX_REPORT_BYTES = 64_000
 # Keeps each worker's report pipe open for the life of the process (faulthandler writes to it).
 _REPORT_KEEP: list[Connection] = []
 _RESULT_CONN: list[Connection] = []
+
+# Imported once by the forkserver, so env and evaluation workers fork with them loaded (and
+# the forkserver never re-imports the user's `__main__`).
+WORKER_PRELOAD: tuple[str, ...] = (
+    "rlgpt.actions.options",
+    "rlgpt.envs.crafter.skills.api",
+    "rlgpt.tools.evaluate",
+    "rlgpt.tools.rl_pipeline",
+)
+
+
+def prepare_forkserver() -> None:
+    """Set the forkserver's preload list (no effect once the server runs)."""
+    mp.get_context("forkserver").set_forkserver_preload(list(WORKER_PRELOAD))
 
 
 class WorkerDied(RuntimeError):
@@ -71,7 +85,7 @@ def read_report(reader: Connection, wait: float = 0.5) -> str:
 
 def worker_note(text: str) -> None:
     """Write a progress note (e.g. the seed being run) to this worker's report pipe."""
-    from rlgpt.tools import sandbox
+    from rlgpt.actions import sandbox
 
     fd = sandbox.worker_report_fd()
     if fd is not None:
@@ -115,8 +129,6 @@ def run_in_worker(
         TimeoutError: No answer within `timeout` seconds (the worker is killed).
         Exception: Whatever `function` raised in the worker.
     """
-    from rlgpt.envs.options import prepare_forkserver
-
     prepare_forkserver()
     ctx = mp.get_context("forkserver")
     parent, child = ctx.Pipe()

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import threading
 import time
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,10 +13,9 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 import numpy as np
 
-from rlgpt.envs.base import OptionInterrupted, Predicate
-from rlgpt.logging import get_logger
-from rlgpt.tools.library import ActionLibrary, LibraryEntry, LibraryError
-from rlgpt.tools.sandbox import (
+from rlgpt.actions.library import ActionLibrary, LibraryEntry, LibraryError
+from rlgpt.actions.policies import is_maskable, load_policy
+from rlgpt.actions.sandbox import (
     BREACH_KINDS,
     CodeAction,
     CodeActionRejected,
@@ -28,86 +25,13 @@ from rlgpt.tools.sandbox import (
     load_code_action,
     run_code_action,
 )
+from rlgpt.envs.base import EnvAdapter, OptionInterrupted, Predicate
+from rlgpt.logging import get_logger
 
 log = get_logger("rlgpt.options")
 
-# Policies are loaded once per process (env workers reuse them across episodes).
-_POLICY_CACHE: dict[tuple[str, float], Any] = {}
+# Code actions are loaded once per process (env workers reuse them across episodes).
 _CODE_CACHE: dict[tuple[str, int, float], CodeAction | CodeActionRejected] = {}
-
-
-def _recorded_maskable(file: Path) -> bool | None:
-    """Whether an SB3 zip holds a MaskablePPO policy (read from its `data`); None if unknown."""
-    try:
-        with zipfile.ZipFile(file) as archive:
-            data = json.loads(archive.read("data"))
-        module = str(data["policy_class"]["__module__"])
-    except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile):
-        return None
-    return "maskable" in module
-
-
-def load_policy(path: str | Path, algo: str = "") -> Any:
-    """Load an SB3 PPO / MaskablePPO zip on the CPU, cached per process by path and mtime.
-
-    The algorithm recorded in the zip wins over `algo` (a manifest may omit it).
-    """
-    import torch
-
-    file = Path(path)
-    key = (str(file.resolve()), file.stat().st_mtime)
-    if key not in _POLICY_CACHE:
-        torch.set_num_threads(1)
-        recorded = _recorded_maskable(file)
-        maskable = recorded if recorded is not None else algo == "maskable_ppo"
-        if maskable:
-            from sb3_contrib import MaskablePPO
-
-            _POLICY_CACHE[key] = MaskablePPO.load(file, device="cpu")
-        else:
-            from stable_baselines3 import PPO
-
-            _POLICY_CACHE[key] = PPO.load(file, device="cpu")
-    return _POLICY_CACHE[key]
-
-
-def is_maskable(model: Any) -> bool:
-    """Whether a loaded model takes action masks (MaskablePPO)."""
-    return type(model).__name__ == "MaskablePPO"
-
-
-# Imported once by the forkserver, so env and evaluation workers fork with them loaded (and
-# the forkserver never re-imports the user's `__main__`).
-WORKER_PRELOAD: tuple[str, ...] = (
-    "rlgpt.envs.options",
-    "rlgpt.envs.skills.api",
-    "rlgpt.tools.evaluate",
-    "rlgpt.tools.rl_pipeline",
-)
-
-
-def prepare_forkserver() -> None:
-    """Set the forkserver's preload list (no effect once the server runs)."""
-    multiprocessing.get_context("forkserver").set_forkserver_preload(list(WORKER_PRELOAD))
-
-
-def default_skill_names() -> list[str]:
-    """Skill names of the Crafter skill API (from the adapter's specs)."""
-    from rlgpt.envs.crafter import CrafterAdapter
-
-    return [spec.name for spec in CrafterAdapter().skill_specs()]
-
-
-_SKILL_API: list[Any] = []
-
-
-def _make_skill_api(env: Any, step: Callable[[int], Any], max_steps: int) -> Any:
-    # Imported on first use (the skill API imports the Crafter adapter), then kept.
-    if not _SKILL_API:
-        from rlgpt.envs.skills.api import SkillAPI
-
-        _SKILL_API.append(SkillAPI)
-    return _SKILL_API[0](env, step=step, max_steps=max_steps)
 
 
 class _NoStep:
@@ -130,53 +54,6 @@ class OptionResult:
     trace: list[str] = field(default_factory=list)
 
 
-class PredicateTask(gym.Wrapper[Any, Any, Any, Any]):
-    """Sub-task reward: +1 and termination when a predicate first holds, plus optional shaping.
-
-    The inner env's own reward is discarded, so a sub-task trains on its predicate, not on
-    Crafter's achievement reward. Shaping pays `weight` per unit of an inventory item gained
-    above its highest count so far in the episode. `info["task_success"]` is the predicate.
-    """
-
-    def __init__(
-        self,
-        env: gym.Env[Any, Any],
-        predicate: Predicate,
-        shaping: Sequence[tuple[str, float]] = (),
-    ) -> None:
-        super().__init__(env)
-        self.predicate = predicate
-        self.shaping = tuple(shaping)
-        self._best: dict[str, int] = {}
-        self._done = False
-
-    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
-        obs, info = self.env.reset(**kwargs)
-        inventory = info.get("inventory", {})
-        self._best = {item: int(inventory.get(item, 0)) for item, _ in self.shaping}
-        self._done = self.predicate.holds(info)
-        info["task_success"] = self._done
-        return obs, info
-
-    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
-        obs, _, terminated, truncated, info = self.env.step(action)
-        reward = 0.0
-        inventory = info.get("inventory", {})
-        for item, weight in self.shaping:
-            count = int(inventory.get(item, 0))
-            if count > self._best[item]:
-                reward += weight * (count - self._best[item])
-                self._best[item] = count
-        if not self._done and self.predicate.holds(info):
-            self._done = True
-            reward += 1.0
-        info["task_success"] = self._done
-        if self._done:
-            terminated = True
-            truncated = False
-        return obs, reward, terminated, truncated, info
-
-
 class OptionsEnv(gym.Wrapper[Any, np.int64, Any, Any]):
     """`Discrete(n_primitives + n_library_actions)`: a library action runs as an option.
 
@@ -197,6 +74,7 @@ class OptionsEnv(gym.Wrapper[Any, np.int64, Any, Any]):
         library: ActionLibrary | str | Path | None = None,
         action_names: Sequence[str] = (),
         *,
+        adapter: EnvAdapter,
         limits: SandboxLimits | None = None,
         prelude: Sequence[str] = (),
         skill_names: Sequence[str] | None = None,
@@ -208,18 +86,20 @@ class OptionsEnv(gym.Wrapper[Any, np.int64, Any, Any]):
         """Wrap an env.
 
         Args:
-            env: The inner env (CrafterEnv, possibly under PredicateTask).
+            env: The inner env, built by `adapter` (possibly under PredicateTask).
             library: The action library (or its root) holding `action_names` and `prelude`.
             action_names: Library actions appended after the primitives.
+            adapter: The env plugin: primitive names, skill specs and the skill API.
             limits: Sandbox limits of code-action calls.
             prelude: Library actions run after every reset (not agent steps).
-            skill_names: Skill-API names code may call; the Crafter adapter's when None.
-            skill_env: The object handed to SkillAPI; the innermost env when None.
+            skill_names: Skill-API names code may call; the adapter's when None.
+            skill_env: The object the skill API reads; the innermost env when None.
             policy_deterministic: Policy actions pick the most likely action.
             max_depth: Deepest nesting of policy actions calling library actions.
             noop_action: Primitive index used when an option took no env step.
         """
         super().__init__(env)
+        self.adapter = adapter
         if not isinstance(env.action_space, gym.spaces.Discrete):
             raise TypeError("OptionsEnv needs an inner env with a Discrete action space")
         self.n_primitives = int(env.action_space.n)
@@ -263,24 +143,19 @@ class OptionsEnv(gym.Wrapper[Any, np.int64, Any, Any]):
 
     # ----------------------------------------------------------------- helpers
     def _primitive_names(self) -> list[str]:
-        names = getattr(self.env.unwrapped, "action_names", None)
-        if isinstance(names, list | tuple) and len(names) == self.n_primitives:
-            return [str(n) for n in names]
-        try:
-            from rlgpt.envs.crafter import CrafterAdapter
-
-            primitives = CrafterAdapter().primitive_actions()
-            if len(primitives) == self.n_primitives:
-                return primitives
-        except ImportError:
-            pass
-        return [f"primitive_{i}" for i in range(self.n_primitives)]
+        primitives = self.adapter.primitive_actions()
+        if len(primitives) != self.n_primitives:
+            raise ValueError(
+                f"env plugin {self.adapter.name!r} names {len(primitives)} primitive actions, "
+                f"its env has {self.n_primitives}"
+            )
+        return primitives
 
     @property
     def skill_names(self) -> list[str]:
         """Skill-API names code actions may call."""
         if self._skill_names is None:
-            self._skill_names = default_skill_names()
+            self._skill_names = [spec.name for spec in self.adapter.skill_specs()]
         return self._skill_names
 
     @property
@@ -401,7 +276,7 @@ class OptionsEnv(gym.Wrapper[Any, np.int64, Any, Any]):
             self._ensure_worker_limits()
         start_steps, start_reward = self._steps_acc, self._reward_acc
         step, used = self._budgeted_step(budget)
-        api = _make_skill_api(self._api_env(), step, budget)
+        api = self.adapter.make_skill_api(self._api_env(), step, budget)
         outcome = run_code_action(loaded, api, self._call_limits(budget), used)
         if (
             outcome.error is not None
@@ -439,7 +314,7 @@ class OptionsEnv(gym.Wrapper[Any, np.int64, Any, Any]):
         if self.episode_over:
             return False
         self._ensure_worker_limits()
-        api = _make_skill_api(self._api_env(), _NoStep(), 1)
+        api = self.adapter.make_skill_api(self._api_env(), _NoStep(), 1)
         return check_available(loaded, api, self.limits)
 
     def _run_policy(self, entry: LibraryEntry, budget: int, depth: int) -> OptionResult:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+from crafter import constants
 
-from rlgpt.envs.crafter import ID_TO_NAME, MATERIALS, NAME_TO_ID, VIEW, constants
-from rlgpt.envs.skills.navigation import Pos, neighbours_of
+from rlgpt.envs.crafter.constants import ID_TO_NAME, MATERIALS, NAME_TO_ID, VIEW
+from rlgpt.envs.crafter.skills.navigation import Pos, neighbours_of
 
 UNKNOWN = -1
 PLAYER_ID = NAME_TO_ID["player"]

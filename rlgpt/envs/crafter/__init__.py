@@ -1,0 +1,1 @@
+"""Crafter, the default environment plugin."""

@@ -1,0 +1,192 @@
+"""What the RL pipeline is asked to do and what it reports: the job, its result, its record."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from typing_extensions import TypedDict
+
+from rlgpt.envs.base import Predicate, ShapingTerm
+
+
+class RLRunRecord(TypedDict):
+    """One call of the RL pipeline tool."""
+
+    subaction: str
+    policy_path: str
+    action_names: list[str]
+    algo: str
+    env_steps: int
+    agent_steps: int
+    wall_time: float
+    steps_per_second: float
+    train_success_rate: float
+    stopped_early: bool
+    curve_path: str
+    tensorboard_dir: str
+
+
+class RLJob(BaseModel):
+    """One training job of the RL pipeline."""
+
+    env: str = Field(default="crafter", description="The env plugin that builds the envs.")
+    task: str = Field(description="Task of the env plugin (e.g. `crafter:place_table`).")
+    predicate: Predicate | None = Field(
+        default=None,
+        description="A sub-task's success condition: when set, it replaces the task's reward.",
+    )
+    shaping: list[ShapingTerm] = Field(
+        default_factory=list, description="Bonus per unit gained of an inventory item."
+    )
+    library_dir: str | None = Field(
+        default=None, description="Action-library root holding `action_names` and `prelude`."
+    )
+    action_names: list[str] = Field(
+        default_factory=list, description="Library actions that join the 17 primitive actions."
+    )
+    prelude: list[str] = Field(
+        default_factory=list,
+        description="Library actions run after each reset (earlier plan steps); not agent steps.",
+    )
+    episode_length: int = Field(default=500, ge=10, le=10_000, description="Env steps per episode.")
+    timesteps: int = Field(
+        default=20_000,
+        ge=1,
+        description="Env-step budget: every env step a code action takes counts.",
+    )
+    seed: int = Field(default=0, ge=0, description="Training seed (env worlds and SB3).")
+    n_envs: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="Envs: worker processes with library actions, else batched in-process.",
+    )
+    algo: Literal["auto", "ppo", "maskable_ppo"] = Field(
+        default="auto", description="`auto` = MaskablePPO when an action defines `available`."
+    )
+    observation: Literal["symbolic", "pixels"] = Field(
+        default="symbolic", description="Policy observation (MLP on symbolic, CNN on pixels)."
+    )
+    learning_rate: float = Field(default=3e-4, gt=0, description="PPO learning rate.")
+    n_steps: int = Field(default=256, ge=8, description="PPO rollout length per env.")
+    batch_size: int | None = Field(
+        default=None,
+        ge=8,
+        description="PPO minibatch size; unset = an eighth of the rollout (n_steps x n_envs), "
+        "at least 64. Small minibatches make the update, not the env, the cost per step.",
+    )
+    n_epochs: int = Field(default=4, ge=1, description="PPO epochs per update.")
+    ent_coef: float = Field(default=0.01, ge=0, description="PPO entropy bonus.")
+    output_dir: str = Field(default="runs/rl", description="Where policy, curve and logs go.")
+    policy_name: str = Field(
+        default="policy",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="File stem of the saved policy.",
+    )
+    checkpoint_every: int = Field(
+        default=5_000,
+        ge=0,
+        description="Env steps between two resumable checkpoints in `output_dir` (0 = none); "
+        "a job restarted on the same `output_dir` continues from the last one.",
+    )
+    progress_every: int = Field(
+        default=1_000, ge=1, description="Env steps between two progress events."
+    )
+    code_action_seconds: float = Field(
+        default=10.0, gt=0, description="Wall-time budget of one code-action call."
+    )
+    code_action_max_steps: int = Field(
+        default=300, ge=1, description="Env-step budget of one code-action call (upper bound)."
+    )
+    privileged: bool = Field(default=False, description="Let skills read the full world map.")
+
+    @field_validator("shaping", mode="before")
+    @classmethod
+    def _shaping_pairs(cls, value: Any) -> Any:
+        # Accept (item, weight) pairs as well as ShapingTerm objects / dicts.
+        if isinstance(value, list | tuple):
+            return [
+                {"item": v[0], "weight": v[1]} if isinstance(v, list | tuple) else v for v in value
+            ]
+        return value
+
+    @model_validator(mode="after")
+    def _library_for_actions(self) -> RLJob:
+        if (self.action_names or self.prelude) and not self.library_dir:
+            raise ValueError("`library_dir` is needed for library actions and preludes")
+        return self
+
+    @property
+    def in_process(self) -> bool:
+        """Whether the envs run in the training process (no library code to contain)."""
+        return not (self.action_names or self.prelude)
+
+    @property
+    def minibatch_size(self) -> int:
+        """The PPO minibatch size this job uses (never more than one rollout)."""
+        rollout = self.n_steps * self.n_envs
+        size = self.batch_size if self.batch_size is not None else max(64, rollout // 8)
+        return min(size, rollout)
+
+    def ppo_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of SB3's PPO / MaskablePPO for this job (CPU, quiet)."""
+        return {
+            "learning_rate": self.learning_rate,
+            "n_steps": self.n_steps,
+            "batch_size": self.minibatch_size,
+            "n_epochs": self.n_epochs,
+            "ent_coef": self.ent_coef,
+            "seed": self.seed,
+            "device": "cpu",
+            "verbose": 0,
+        }
+
+
+class RLResult(BaseModel):
+    """What a training job produced."""
+
+    policy_path: str = Field(description="Saved SB3 zip.")
+    action_names: list[str] = Field(description="Library actions after the primitives.")
+    algo: str = Field(description="`ppo` or `maskable_ppo`.")
+    env_steps: int = Field(description="Env steps taken by agent steps (the budgeted count).")
+    prelude_env_steps: int = Field(description="Env steps spent in preludes (not budgeted).")
+    agent_steps: int = Field(description="Agent decisions (a code action is one).")
+    episodes: int = Field(description="Finished training episodes.")
+    wall_time: float = Field(description="Seconds of training (env set-up included).")
+    steps_per_second: float = Field(
+        description="Env steps per second of the whole job (set-up and saving included)."
+    )
+    training_steps_per_second: float = Field(
+        default=0.0,
+        description="Env steps per second inside SB3's learn() (set-up excluded), like SB3's fps.",
+    )
+    train_success_rate: float = Field(description="Success rate of the last 20 episodes.")
+    stopped_early: bool = Field(description="Stopped by `should_stop` before the budget.")
+    curve_path: str = Field(
+        description="JSON list, one record per episode: episode, env_steps (training total at "
+        "its end), length, agent_steps, return, success."
+    )
+    tensorboard_dir: str = Field(description="SB3 TensorBoard logs; empty when unavailable.")
+    tensorboard_note: str = Field(default="", description="Why there are no TensorBoard logs.")
+    vec_env: str = Field(description="`subproc` (code runs in workers) or `dummy`.")
+    resumed_from: int = Field(
+        default=0, description="Env steps already done by an interrupted earlier attempt."
+    )
+
+    def to_record(self, subaction: str) -> RLRunRecord:
+        """The graph-state record of this run."""
+        return RLRunRecord(
+            subaction=subaction,
+            policy_path=self.policy_path,
+            action_names=self.action_names,
+            algo=self.algo,
+            env_steps=self.env_steps,
+            agent_steps=self.agent_steps,
+            wall_time=self.wall_time,
+            steps_per_second=self.steps_per_second,
+            train_success_rate=self.train_success_rate,
+            stopped_early=self.stopped_early,
+            curve_path=self.curve_path,
+            tensorboard_dir=self.tensorboard_dir,
+        )
