@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import typing
 import uuid
-from dataclasses import MISSING, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from rlgpt.envs.base import UnknownTaskError
 from rlgpt.graph.context import ConfigError, Context
 from rlgpt.logging import configure_logging, get_logger
 from rlgpt.plugins import PluginNotFoundError
+from rlgpt.serve import port_free, serve_command, serve_env
 
 console = Console(stderr=True)
 log = get_logger("cli")
@@ -31,23 +30,20 @@ log = get_logger("cli")
 
 def _add_context_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per Context field (`--rl-timesteps 5000`), its help text the field description."""
-    hints = typing.get_type_hints(Context)
     group = parser.add_argument_group("run settings (also settable in a TOML file)")
-    for f in fields(Context):
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f"{f.metadata.get('description', '')} (default: {f.default!r})"
-        hint = hints[f.name]
+    for name, info in Context.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        help_text = f"{info.description} (default: {info.default!r})"
+        hint = info.annotation
         if hint is bool:
             group.add_argument(
-                flag, dest=f.name, action=argparse.BooleanOptionalAction, help=help_text
+                flag, dest=name, action=argparse.BooleanOptionalAction, help=help_text
             )
         elif typing.get_origin(hint) is typing.Literal:
-            group.add_argument(flag, dest=f.name, choices=typing.get_args(hint), help=help_text)
+            group.add_argument(flag, dest=name, choices=typing.get_args(hint), help=help_text)
         else:
-            kind = hint if hint in (int, float, str) else str
-            group.add_argument(flag, dest=f.name, type=kind, help=help_text)
-        if f.default is MISSING:
-            raise TypeError(f"Context field {f.name} needs a default")
+            kind: Any = hint if hint in (int, float, str) else str
+            group.add_argument(flag, dest=name, type=kind, help=help_text)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -242,9 +238,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from langchain_core.runnables import RunnableConfig
     from langgraph.types import Command
 
+    from rlgpt.files import atomic_write_text
     from rlgpt.graph.builder import builder
     from rlgpt.graph.state import InputState
-    from rlgpt.report import atomic_write_text
 
     thread_id, task, ctx = resolve_run(args)
     runs_dir = Path(ctx.runs_dir)
@@ -285,8 +281,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 130
         values = graph.get_state(config).values
     evaluations = values.get("evaluations", [])
-    success = evaluations[-1]["task_success_rate"] if evaluations else 0.0
-    console.print(f"task success {success:.0%}; report: {values.get('report_path')}")
+    report = values.get("report_path")
+    if not evaluations:
+        # Nothing was evaluated (e.g. the env cannot run here): say why, as a failed run.
+        errors = values.get("errors", [])
+        why = errors[0]["message"] if errors else "no evaluation ran"
+        console.print(f"[bold red]no evaluation:[/] {why}; report: {report}", soft_wrap=True)
+        return 1
+    console.print(f"task success {evaluations[-1]['task_success_rate']:.0%}; report: {report}")
     return 0
 
 
@@ -361,56 +363,11 @@ def cmd_tasks() -> int:
     return 0
 
 
-def serve_env() -> dict[str, str]:
-    """The environment for `langgraph dev`: no analytics, no version check, no tracing."""
-    return {
-        **os.environ,
-        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
-        "LANGGRAPH_NO_VERSION_CHECK": "true",
-        "LANGSMITH_TRACING": "false",
-    }
-
-
-def serve_command(port: int, config: Path, jobs: int = 4, reload: bool = False) -> list[str]:
-    """The `langgraph dev` command line, bound to 127.0.0.1.
-
-    `langgraph dev` runs one run at a time unless told otherwise, and by default restarts
-    on any file change under its working directory, which includes what runs write.
-    """
-    exe = Path(sys.executable).with_name("langgraph")
-    return [
-        str(exe),
-        "dev",
-        "--no-browser",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--config",
-        str(config),
-        "--allow-blocking",
-        "--n-jobs-per-worker",
-        str(jobs),
-        *([] if reload else ["--no-reload"]),
-    ]
-
-
-def _port_free(port: int) -> bool:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def cmd_serve(port: int, config: Path, jobs: int = 4, reload: bool = False) -> int:
     """Run `langgraph dev` in the foreground until Ctrl-C."""
     if not config.exists():
         raise FileNotFoundError(f"{config} not found (run from the project root or pass --config)")
-    if not _port_free(port):
+    if not port_free(port):
         # `langgraph dev` would silently move to a random port and the URL below would be wrong.
         raise ConfigError(f"port {port} on 127.0.0.1 is in use; pass --port")
     console.print(

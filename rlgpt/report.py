@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,18 +11,10 @@ import matplotlib
 matplotlib.use("Agg")  # no display on servers and CI
 import matplotlib.pyplot as plt
 
+from rlgpt.files import atomic_write_text
 from rlgpt.logging import get_logger
 
 log = get_logger("report")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file so that readers see the old or the new content, never a torn one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def write_report(state: dict[str, Any], context: dict[str, Any]) -> Path:
@@ -51,6 +41,9 @@ def render_markdown(
 ) -> str:
     """The report as markdown."""
     out: list[str] = [f"# rlgpt run {state.get('run_id', '')}: `{state['task']}`", ""]
+    description = (state.get("task_spec") or {}).get("description")
+    if description:
+        out += [f"- task: {description}"]
     out += [
         f"- environment: `{context['env']}`; observation: {context['observation']}",
         f"- privileged full-map mode: **{'ON' if context['privileged'] else 'off'}**",
@@ -63,20 +56,12 @@ def render_markdown(
         "",
     ]
     evaluations = state.get("evaluations", [])
-    if evaluations:
-        last = evaluations[-1]
-        out += [
-            "## Result",
-            "",
-            f"Task success on {last['episodes']} held-out seeds: "
-            f"**{last['task_success_rate']:.0%}**; "
-            f"Crafter score {last['score']:.2f}; mean episode length {last['mean_length']:.0f}.",
-            "",
-        ]
+    out += _result_section(state, context["env"])
     out += _plan_section(state)
     out += _code_section(state)
     out += _rl_section(state)
     out += _evaluation_section(evaluations)
+    out += _achievement_section(evaluations)
     for key, title in (("training", "Training curves"), ("success", "Success rates")):
         if plots.get(key):
             out += [f"![{title}]({Path(str(plots[key])).name})", ""]
@@ -91,6 +76,8 @@ def render_markdown(
     for i, v in enumerate(state.get("verdicts", []), 1):
         ids = f" {v['subaction_ids']}" if v["subaction_ids"] else ""
         out.append(f"{i}. **{v['route']}**{ids} ({v['source']}): {v['feedback']}")
+    if not state.get("verdicts"):
+        out.append("none")
     out.append("")
     errors = state.get("errors", [])
     out += ["## Errors", ""] + (
@@ -110,6 +97,39 @@ def render_markdown(
             f"{u['output_tokens']} | {u['seconds']:.1f} |"
         )
     return "\n".join(out) + "\n"
+
+
+def _result_section(state: dict[str, Any], env: str) -> list[str]:
+    """The last evaluation in one line (with the env's own score when it has achievements),
+    or why there was none."""
+    evaluations = state.get("evaluations", [])
+    if not evaluations:
+        text = "No evaluation ran."
+        errors = state.get("errors", [])
+        if errors:
+            first = errors[0]
+            text += f" `{first['node']}` {first['kind']}: {first['message']}"
+        return ["## Result", "", text, ""]
+    last = evaluations[-1]
+    score = f"{env} score {last['score']:.2f}; " if last.get("achievements") else ""
+    return [
+        "## Result",
+        "",
+        f"Task success on {last['episodes']} held-out seeds: "
+        f"**{last['task_success_rate']:.0%}**; "
+        f"{score}mean episode length {last['mean_length']:.0f}.",
+        "",
+    ]
+
+
+def _achievement_section(evaluations: list[dict[str, Any]]) -> list[str]:
+    """How often the last evaluation's episodes unlocked each of the env's achievements."""
+    rates = evaluations[-1].get("achievements") if evaluations else None
+    if not rates:
+        return []
+    out = ["## Achievements (last evaluation)", "", "| achievement | episodes |", "|---|---|"]
+    out += [f"| {name} | {rate:.0%} |" for name, rate in rates.items()]
+    return [*out, ""]
 
 
 def _where(error: dict[str, Any]) -> str:

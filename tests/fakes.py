@@ -2,19 +2,20 @@
 
 Usage::
 
-    from rlgpt import plugins
-    model = ScriptedChatModel(answers=['{"route": "end"}'])
-    plugins.llms.register("scripted", ScriptedBackend(model))
-    # any role whose model string is "scripted:<anything>" now gets these answers
-    ...
-    plugins.llms.unregister("scripted")
+    with scripted_backend("scripted") as model:
+        model.answers = ['{"route": "end"}']
+        # any role whose model string is "scripted:<anything>" now gets these answers
+        ...
+
+(the `scripted` fixture of tests/conftest.py does this for a test).
 
 Each answer is used once, in order. An answer may be:
 
 - a string: the reply text;
 - an `AIMessage`: returned as is (e.g. with `response_metadata={"finish_reason": "length"}`
   or tool calls);
-- an exception instance: raised by the call (e.g. an `openai.RateLimitError`);
+- an exception instance: raised by the call, as a client raises it once its own retries
+  are spent (e.g. an `openai.RateLimitError`);
 - a callable taking the prompt's messages and returning any of the above.
 
 The model records every prompt in `prompts` and the call's extra keyword arguments (how
@@ -25,7 +26,8 @@ the backend asked for structured output) in `call_kwargs`. Token counts in
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -33,6 +35,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field, PrivateAttr
+
+from rlgpt import plugins
 
 Answer = str | AIMessage | BaseException | Callable[[list[BaseMessage]], Any]
 
@@ -125,3 +129,19 @@ class ScriptedBackend:
     def grammar_kwargs(self, model_name: str, grammar: str, settings: Any) -> dict[str, Any]:
         """Records the grammar."""
         return {"grammar": grammar}
+
+
+@contextmanager
+def scripted_backend(name: str, supports_grammar: bool = False) -> Iterator[ScriptedChatModel]:
+    """A new scripted model behind every `<name>:<anything>` model string, for the block.
+
+    Args:
+        name: The backend name registered in `rlgpt.llms` (removed again on exit).
+        supports_grammar: Passed on to `ScriptedBackend`.
+    """
+    model = ScriptedChatModel(answers=[])
+    plugins.llms.register(name, ScriptedBackend(model, supports_grammar=supports_grammar))
+    try:
+        yield model
+    finally:
+        plugins.llms.unregister(name)

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Literal, NotRequired
 
@@ -15,6 +12,7 @@ from typing_extensions import TypedDict
 
 from rlgpt.actions.sandbox import defines_available
 from rlgpt.envs.base import Predicate
+from rlgpt.files import atomic_copy, atomic_write_text
 
 MANIFEST = "library.json"
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -65,39 +63,6 @@ class LibraryEntry(BaseModel):
     check: dict[str, Any] | None = Field(
         default=None, description="Result of the coder's check on real episodes, if any."
     )
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a temporary sibling file, then os.replace it: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Atomically write a text file (UTF-8)."""
-    _atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_copy(src: Path, dst: Path) -> None:
-    """Atomically copy a file: copy to a temporary sibling of `dst`, then os.replace."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class ActionLibrary:
@@ -164,6 +129,29 @@ class ActionLibrary:
             archived = current.with_name(f"{entry.name}.v{entry.version}{current.suffix}")
             atomic_copy(current, archived)
 
+    def _previous(
+        self, name: str, kind: Literal["code", "policy"]
+    ) -> tuple[dict[str, LibraryEntry], int]:
+        """The manifest and the version a new `kind` entry `name` gets (an older one of the
+        same kind is archived; one of the other kind is an error)."""
+        self._check_name(name)
+        entries = self._load()
+        previous = entries.get(name)
+        if previous is None:
+            return entries, 1
+        if previous.kind != kind:
+            noun = "code action" if kind == "code" else "policy"
+            raise LibraryError(f"{name!r} is a {previous.kind}, not a {noun}")
+        self._archive(previous)
+        return entries, previous.version + 1
+
+    def _store(self, entries: dict[str, LibraryEntry], entry: LibraryEntry) -> LibraryEntry:
+        """Record an entry whose file is in place (its path made absolute)."""
+        entry.path = str((self.root / entry.path).resolve())
+        entries[entry.name] = entry
+        self._save(entries)
+        return entry
+
     def add_code(
         self,
         name: str,
@@ -186,30 +174,21 @@ class ActionLibrary:
             predicate: The sub-action's success condition, if known.
             check: Result of the check on real episodes.
         """
-        self._check_name(name)
-        entries = self._load()
-        previous = entries.get(name)
-        if previous is not None and previous.kind != "code":
-            raise LibraryError(f"{name!r} is a {previous.kind}, not a code action")
-        if previous is not None:
-            self._archive(previous)
+        entries, version = self._previous(name, "code")
         entry = LibraryEntry(
             name=name,
             kind="code",
             path=f"code/{name}.py",
             subaction=subaction,
             description=description,
-            version=previous.version + 1 if previous else 1,
+            version=version,
             predicate=predicate,
             max_steps=max_steps,
             has_available=defines_available(source),
             check=check,
         )
         atomic_write_text(self.root / entry.path, source)
-        entry.path = str((self.root / entry.path).resolve())
-        entries[name] = entry
-        self._save(entries)
-        return entry
+        return self._store(entries, entry)
 
     def add_policy(
         self,
@@ -237,25 +216,19 @@ class ActionLibrary:
             algo: `ppo` or `maskable_ppo`.
             observation: Observation the policy was trained on.
         """
-        self._check_name(name)
         src = Path(policy_file)
         if not src.exists():
             raise LibraryError(f"policy file {src} does not exist")
-        entries = self._load()
-        previous = entries.get(name)
-        if previous is not None and previous.kind != "policy":
-            raise LibraryError(f"{name!r} is a {previous.kind}, not a policy")
         if name in action_names:
             raise LibraryError(f"policy {name!r} cannot call itself")
-        if previous is not None:
-            self._archive(previous)
+        entries, version = self._previous(name, "policy")
         entry = LibraryEntry(
             name=name,
             kind="policy",
             path=f"policies/{name}.zip",
             subaction=subaction,
             description=description,
-            version=previous.version + 1 if previous else 1,
+            version=version,
             predicate=predicate,
             action_names=list(action_names),
             max_steps=max_steps,
@@ -263,10 +236,7 @@ class ActionLibrary:
             observation=observation,
         )
         atomic_copy(src, self.root / entry.path)
-        entry.path = str((self.root / entry.path).resolve())
-        entries[name] = entry
-        self._save(entries)
-        return entry
+        return self._store(entries, entry)
 
     def get(self, name: str) -> LibraryEntry:
         """The entry of that name; raises LibraryError listing the known names."""

@@ -2,59 +2,26 @@
 
 from __future__ import annotations
 
-import multiprocessing
-import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
 
+from rlgpt.actions.code_options import CodeOptionsMixin
 from rlgpt.actions.library import ActionLibrary, LibraryEntry, LibraryError
-from rlgpt.actions.policies import is_maskable, load_policy
-from rlgpt.actions.sandbox import (
-    BREACH_KINDS,
-    CodeAction,
-    CodeActionRejected,
-    SandboxLimits,
-    check_available,
-    enter_worker_mode,
-    load_code_action,
-    run_code_action,
-)
+from rlgpt.actions.option_result import OptionResult
+from rlgpt.actions.policy_options import PolicyOptionsMixin
+from rlgpt.actions.sandbox import CodeAction, CodeActionRejected, SandboxLimits
 from rlgpt.envs.base import EnvAdapter, OptionInterrupted, Predicate
 from rlgpt.logging import get_logger
 
 log = get_logger("rlgpt.options")
 
-# Code actions are loaded once per process (env workers reuse them across episodes).
-_CODE_CACHE: dict[tuple[str, int, float], CodeAction | CodeActionRejected] = {}
 
-
-class _NoStep:
-    """Step callback for `available(api)`: perception only, any env step is refused."""
-
-    def __call__(self, action: int) -> Any:
-        raise RuntimeError("available(api) may not step the environment")
-
-
-@dataclass
-class OptionResult:
-    """What one library-action call did."""
-
-    name: str
-    success: bool
-    env_steps: int
-    reward: float
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    interrupted: str | None = None
-    trace: list[str] = field(default_factory=list)
-
-
-class OptionsEnv(gym.Wrapper[Any, np.int64, Any, Any]):
+class OptionsEnv(CodeOptionsMixin, PolicyOptionsMixin, gym.Wrapper[Any, np.int64, Any, Any]):
     """`Discrete(n_primitives + n_library_actions)`: a library action runs as an option.
 
     A code action runs once in the sandbox, stepping the inner env through the skill API; a
@@ -152,13 +119,6 @@ class OptionsEnv(gym.Wrapper[Any, np.int64, Any, Any]):
         return primitives
 
     @property
-    def skill_names(self) -> list[str]:
-        """Skill-API names code actions may call."""
-        if self._skill_names is None:
-            self._skill_names = [spec.name for spec in self.adapter.skill_specs()]
-        return self._skill_names
-
-    @property
     def all_action_names(self) -> list[str]:
         """Names of every action in index order: primitives, then library actions."""
         return [*self.primitive_names, *self.action_names]
@@ -169,48 +129,6 @@ class OptionsEnv(gym.Wrapper[Any, np.int64, Any, Any]):
                 raise LibraryError(f"no library to look up {name!r}")
             self.entries[name] = self.library.get(name)
         return self.entries[name]
-
-    def _code_action(self, entry: LibraryEntry) -> CodeAction | CodeActionRejected:
-        # Entries are fixed for the env's life: resolve the file once, not on every call.
-        loaded = self._loaded.get(entry.name)
-        if loaded is not None and loaded[0] is entry:
-            return loaded[1]
-        if self.library is None:
-            raise LibraryError("no library")
-        path = self.library.root / entry.path
-        key = (str(path.resolve()), entry.version, path.stat().st_mtime)
-        if key not in _CODE_CACHE:
-            try:
-                _CODE_CACHE[key] = load_code_action(
-                    entry.name, path.read_text(), self.skill_names, self.limits
-                )
-            except CodeActionRejected as exc:
-                _CODE_CACHE[key] = exc
-        self._loaded[entry.name] = (entry, _CODE_CACHE[key])
-        return _CODE_CACHE[key]
-
-    def _ensure_worker_limits(self) -> None:
-        """In an env worker process, apply the sandbox's rlimits before code first runs.
-
-        Measured here, after the env (and torch) are loaded, so the memory headroom sits
-        above the worker's real baseline. The user's main process is never limited.
-        """
-        if self._worker_checked:
-            return
-        self._worker_checked = True
-        # Signals and rlimits belong to a worker's main thread (a server's threads are not it).
-        if (
-            multiprocessing.parent_process() is not None
-            and threading.current_thread() is threading.main_thread()
-        ):
-            enter_worker_mode(self.limits)
-
-    def _call_limits(self, budget: int) -> SandboxLimits:
-        limits = self._limits_by_budget.get(budget)
-        if limits is None:
-            limits = replace(self.limits, max_steps=budget)
-            self._limits_by_budget[budget] = limits
-        return limits
 
     def _api_env(self) -> Any:
         return self._skill_env if self._skill_env is not None else self.env.unwrapped
@@ -263,106 +181,11 @@ class OptionsEnv(gym.Wrapper[Any, np.int64, Any, Any]):
 
         return step, used
 
-    def _run_code(self, entry: LibraryEntry, budget: int) -> OptionResult:
-        loaded = self._code_action(entry)
-        if isinstance(loaded, CodeActionRejected):
-            error = {**loaded.as_dict(), "action": entry.name}
-            return OptionResult(entry.name, False, 0, 0.0, [error])
-        return self.run_code(loaded, max(1, min(budget, entry.max_steps, self.limits.max_steps)))
-
-    def run_code(self, loaded: CodeAction, budget: int) -> OptionResult:
-        """Run one call of a loaded code action from the current state with a step budget."""
-        if not self._worker_checked:
-            self._ensure_worker_limits()
-        start_steps, start_reward = self._steps_acc, self._reward_acc
-        step, used = self._budgeted_step(budget)
-        api = self.adapter.make_skill_api(self._api_env(), step, budget)
-        outcome = run_code_action(loaded, api, self._call_limits(budget), used)
-        if (
-            outcome.error is not None
-            and outcome.error["kind"] in BREACH_KINDS
-            and self.limits.end_episode_on_breach
-        ):
-            # Cut at an arbitrary point (maybe inside an env step): end the episode as failed.
-            self._truncated = True
-            outcome.error["episode_ended"] = True
-        return OptionResult(
-            name=loaded.name,
-            success=outcome.success,
-            env_steps=self._steps_acc - start_steps,
-            reward=self._reward_acc - start_reward,
-            errors=[outcome.error] if outcome.error else [],
-            interrupted=outcome.interrupted,
-            trace=outcome.trace,
-        )
-
     def _masks_for(self, names: Sequence[str]) -> np.ndarray:
         masks = np.ones(self.n_primitives + len(names), dtype=bool)
         for i, name in enumerate(names):
             masks[self.n_primitives + i] = self._is_available(name)
         return masks
-
-    def _is_available(self, name: str) -> bool:
-        entry = self._entry(name)
-        if entry.kind != "code":
-            return True
-        loaded = self._code_action(entry)
-        if isinstance(loaded, CodeActionRejected):
-            return False
-        if loaded.available is None:
-            return True
-        if self.episode_over:
-            return False
-        self._ensure_worker_limits()
-        api = self.adapter.make_skill_api(self._api_env(), _NoStep(), 1)
-        return check_available(loaded, api, self.limits)
-
-    def _run_policy(self, entry: LibraryEntry, budget: int, depth: int) -> OptionResult:
-        start_steps, start_reward = self._steps_acc, self._reward_acc
-        if depth >= self.max_depth:
-            error = {
-                "kind": "runtime",
-                "message": f"policy actions nested deeper than {self.max_depth}",
-                "line": None,
-                "step": 0,
-                "action": entry.name,
-            }
-            return OptionResult(entry.name, False, 0, 0.0, [error])
-        if self.library is None:
-            raise LibraryError("no library")
-        model = load_policy(self.library.root / entry.path, entry.algo)
-        names = list(entry.action_names)
-        for name in names:
-            self._entry(name)
-        budget = max(1, min(budget, entry.max_steps))
-        errors: list[dict[str, Any]] = []
-        predicate = entry.predicate
-        success = predicate is not None and predicate.holds(self._last_info)
-        idle = 0
-        while not success and not self.episode_over:
-            spent = self._steps_acc - start_steps
-            if spent >= budget:
-                break
-            kwargs: dict[str, Any] = {"deterministic": self.policy_deterministic}
-            if is_maskable(model):
-                kwargs["action_masks"] = self._masks_for(names)
-            action, _ = model.predict(self._last_obs, **kwargs)
-            result = self._execute(int(action), names, budget - spent, depth + 1)
-            errors.extend(result.errors)
-            # Guard against a policy looping on options that never step the env.
-            idle = idle + 1 if result.env_steps == 0 else 0
-            if idle >= 3:
-                self._env_step(self.noop_action)
-                idle = 0
-            success = predicate is not None and predicate.holds(self._last_info)
-        return OptionResult(
-            name=entry.name,
-            success=success,
-            env_steps=self._steps_acc - start_steps,
-            reward=self._reward_acc - start_reward,
-            errors=errors,
-            interrupted="episode_end" if self.episode_over and not success else None,
-        )
 
     def _execute(self, index: int, names: Sequence[str], budget: int, depth: int) -> OptionResult:
         """Execute action `index` of a space made of the primitives plus `names`."""

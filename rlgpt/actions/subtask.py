@@ -14,7 +14,7 @@ class PredicateTask(gym.Wrapper[Any, Any, Any, Any]):
     """Sub-task reward: +1 and termination when a predicate first holds, plus optional shaping.
 
     The inner env's own reward is discarded, so a sub-task trains on its predicate, not on
-    Crafter's achievement reward. Shaping pays `weight` per unit of an inventory item gained
+    the env's own reward. Shaping pays `weight` per unit of an inventory item gained
     above its highest count so far in the episode. `info["task_success"]` is the predicate.
     """
 

@@ -181,32 +181,17 @@ def _names(text: str) -> list[str]:
 
 def run_throughput_suite(args: argparse.Namespace) -> dict[str, Path]:
     """Run the throughput suite and write its files; returns their paths by kind."""
-    from rlgpt.bench import writers
     from rlgpt.bench.throughput import ThroughputConfig, run_throughput
+    from rlgpt.bench.throughput_report import write_throughput
 
     sizes: dict[str, Any] = dict(QUICK_THROUGHPUT) if args.quick else {}
     if args.ppo_steps:
         sizes["ppo_steps"] = args.ppo_steps
     config = ThroughputConfig(**sizes)
     tag = args.tag or ("quick" if args.quick else "full")
-    out: Path = args.out
     with tempfile.TemporaryDirectory(prefix="rlgpt-bench-") as scratch:
         measured = run_throughput(config, Path(scratch))
-    result = {**writers.envelope("throughput", measured["raw"]["config"]), **measured}
-    paths = {
-        "json": writers.write_json(out / f"throughput_{tag}.json", result),
-        "png": writers.throughput_plot(result, out / f"throughput_{tag}.png"),
-    }
-    md = out / f"throughput_{tag}.md"
-    writers.atomic_write_text(md, writers.throughput_markdown(result))
-    paths["markdown"] = md
-    if args.compare_with:
-        before = json.loads(Path(args.compare_with).read_text())
-        compared = out / f"throughput_{Path(args.compare_with).stem.removeprefix('throughput_')}"
-        compared = compared.with_name(f"{compared.name}_vs_{tag}.md")
-        writers.atomic_write_text(compared, writers.throughput_comparison(before, result))
-        paths["comparison"] = compared
-    return paths
+    return write_throughput(measured, args.out, tag, args.compare_with)
 
 
 def _library_dir(value: str | None) -> str | None:
@@ -218,7 +203,9 @@ def _library_dir(value: str | None) -> str | None:
 
 def run_learning_suite(args: argparse.Namespace) -> dict[str, Path]:
     """Run the learning suite and write its files; returns their paths by kind."""
-    from rlgpt.bench.learning import LearningConfig, run_learning
+    from rlgpt.bench.learning import run_learning
+    from rlgpt.bench.learning_config import LearningConfig
+    from rlgpt.bench.learning_report import write_learning
 
     budget_name = "quick" if args.quick else "full"
     budget = args.budget or BUDGETS[budget_name]
@@ -252,40 +239,24 @@ def run_learning_suite(args: argparse.Namespace) -> dict[str, Path]:
     if args.library == SCRIPTED_BASELINE:
         measured["config"]["library"] = SCRIPTED_BASELINE  # the scratch copy is gone now
     measured["wall_time"] = round(time.monotonic() - started, 1)
-    return _write_learning(measured, args.out, tag)
+    return write_learning(measured, args.out, tag)
 
 
 def merge_learning_files(args: argparse.Namespace) -> dict[str, Path]:
     """`--merge`: one learning table from several result files of the same budget."""
     from rlgpt.bench.learning import merge_learning
+    from rlgpt.bench.learning_report import write_learning
 
     results = [json.loads(Path(p).read_text()) for p in args.merge]
     merged = merge_learning(results)
-    return _write_learning(merged, args.out, args.tag or f"{merged['config']['budget_name']}")
-
-
-def _write_learning(measured: dict[str, Any], out: Path, tag: str) -> dict[str, Path]:
-    from rlgpt.bench import writers
-
-    result = {
-        **writers.envelope("learning", measured["config"]),
-        "wall_time": measured["wall_time"],
-        "anchors": [vars(a) for a in writers.ANCHORS],
-        "methods": measured["methods"],
-    }
-    paths = {"json": writers.write_json(out / f"learning_{tag}.json", result, compact=True)}
-    for i, png in enumerate(writers.learning_plots(result, out, f"learning_{tag}")):
-        paths[f"png{i}"] = png
-    md = out / f"learning_{tag}.md"
-    writers.atomic_write_text(md, writers.learning_markdown(result))
-    paths["markdown"] = md
-    return paths
+    return write_learning(merged, args.out, args.tag or f"{merged['config']['budget_name']}")
 
 
 def run_model_suite(args: argparse.Namespace) -> dict[str, Path]:
     """Time the embedded model on each role's prompts with the prefix cache off and on."""
     from rlgpt.bench import writers
-    from rlgpt.bench.model_speed import ModelSpeedConfig, run_model_speed, write_model_speed
+    from rlgpt.bench.model_speed import ModelSpeedConfig, run_model_speed
+    from rlgpt.bench.model_speed_report import write_model_speed
 
     model = (args.model or ModelSpeedConfig.model).removeprefix("local:")
     if ":" in model:
@@ -327,19 +298,21 @@ def run_tasks_suite(args: argparse.Namespace) -> dict[str, Path]:
 
 def render_markdown(result: Mapping[str, Any]) -> str:
     """The markdown of any suite's result JSON (what the suite wrote beside it)."""
-    from rlgpt.bench import writers
-
     suite = result.get("suite")
     if suite == "throughput":
-        return writers.throughput_markdown(result)
+        from rlgpt.bench.throughput_report import throughput_markdown
+
+        return throughput_markdown(result)
     if suite == "learning":
-        return writers.learning_markdown(result)
+        from rlgpt.bench.learning_report import learning_markdown
+
+        return learning_markdown(result)
     if suite == "model_speed":
-        from rlgpt.bench.model_speed import model_speed_markdown
+        from rlgpt.bench.model_speed_report import model_speed_markdown
 
         return model_speed_markdown(result)
     if suite == "tasks":
-        from rlgpt.bench.tasks import tasks_markdown
+        from rlgpt.bench.tasks_report import tasks_markdown
 
         return tasks_markdown(result)
     raise ValueError(f"unknown suite {suite!r} in the result")

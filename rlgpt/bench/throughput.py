@@ -4,39 +4,31 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rlgpt.bench.config_fields import described
 from rlgpt.envs.base import EnvAdapter, EnvSettings, TaskSpec, load_adapter
 from rlgpt.logging import get_logger
 
 log = get_logger("rlgpt.bench.throughput")
-
-# A code action that only forwards one noop: it measures the cost of the sandbox call path.
 
 
 @dataclass(frozen=True)
 class ThroughputConfig:
     """Sizes of the throughput measurements."""
 
-    env_steps: int = field(
-        default=3000, metadata={"description": "Steps per env-rate measurement (random actions)."}
+    env_steps: int = described(3000, "Steps per env-rate measurement (random actions).")
+    code_steps: int = described(1000, "Agent steps of the code-action measurement.")
+    resets: int = described(5, "Resets averaged per reset timing.")
+    ppo_steps: int = described(20_000, "Env-step budget of each PPO training run.")
+    ppo_n_envs: tuple[int, ...] = described(
+        (1, 2, 8), "Env counts of the PPO training measurements."
     )
-    code_steps: int = field(
-        default=1000, metadata={"description": "Agent steps of the code-action measurement."}
-    )
-    resets: int = field(default=5, metadata={"description": "Resets averaged per reset timing."})
-    ppo_steps: int = field(
-        default=20_000, metadata={"description": "Env-step budget of each PPO training run."}
-    )
-    ppo_n_envs: tuple[int, ...] = field(
-        default=(1, 2, 8),
-        metadata={"description": "Env counts of the PPO training measurements."},
-    )
-    seed: int = field(default=0, metadata={"description": "Seed of worlds and action draws."})
+    seed: int = described(0, "Seed of worlds and action draws.")
 
 
 def _step_rate(
@@ -66,14 +58,12 @@ def _reset_seconds(reset: Callable[[int], Any], resets: int, seed: int) -> float
     return (time.perf_counter() - start) / resets
 
 
-def measure_raw_crafter(steps: int, resets: int, seed: int) -> dict[str, float]:
-    """crafter.Env itself: steps/s with its per-step render, without it, and reset seconds."""
-    import crafter
+#: Reset an env to a world seed; take one action and say whether the episode ended.
+EnvCalls = tuple[Callable[[int], Any], Callable[[int], bool]]
 
-    def make() -> Any:
-        return crafter.Env(seed=seed)
 
-    env = make()
+def _crafter_calls(env: Any) -> EnvCalls:
+    """Reset and step of a crafter.Env."""
 
     def reset(s: int) -> None:
         env._seed = s  # crafter derives each world from (seed, episode index)
@@ -82,21 +72,30 @@ def measure_raw_crafter(steps: int, resets: int, seed: int) -> dict[str, float]:
     def step(action: int) -> bool:
         return bool(env.step(action)[2])
 
+    return reset, step
+
+
+def _gymnasium_calls(env: Any) -> EnvCalls:
+    """Reset and step of a Gymnasium env."""
+
+    def reset(s: int) -> None:
+        env.reset(seed=s)
+
+    def step(action: int) -> bool:
+        _, _, terminated, truncated, _ = env.step(action)
+        return bool(terminated or truncated)
+
+    return reset, step
+
+
+def measure_raw_crafter(steps: int, resets: int, seed: int) -> dict[str, float]:
+    """crafter.Env itself: steps/s with its per-step render, without it, and reset seconds."""
+    import crafter
+
+    reset, step = _crafter_calls(crafter.Env(seed=seed))
     render_rate = _step_rate(reset, step, steps, seed)
     reset_s = _reset_seconds(reset, resets, seed)
-    plain = make()
-    frame = np.zeros((*plain._size, 3), np.uint8)
-    # The instance attribute shadows the method: crafter's own step logic, minus drawing.
-    plain.render = lambda *args, **kwargs: frame
-
-    def reset_plain(s: int) -> None:
-        plain._seed = s
-        plain.reset()
-
-    def step_plain(action: int) -> bool:
-        return bool(plain.step(action)[2])
-
-    norender_rate = _step_rate(reset_plain, step_plain, steps, seed)
+    norender_rate = raw_no_render_rate(steps, seed)
     return {"render": render_rate, "no_render": norender_rate, "reset_s": reset_s}
 
 
@@ -106,16 +105,9 @@ def raw_no_render_rate(steps: int, seed: int) -> float:
 
     env = crafter.Env(seed=seed)
     frame = np.zeros((*env._size, 3), np.uint8)
+    # The instance attribute shadows the method: crafter's own step logic, minus drawing.
     env.render = lambda *args, **kwargs: frame
-
-    def reset(s: int) -> None:
-        env._seed = s
-        env.reset()
-
-    def step(action: int) -> bool:
-        return bool(env.step(action)[2])
-
-    return _step_rate(reset, step, steps, seed)
+    return _step_rate(*_crafter_calls(env), steps, seed)
 
 
 def _crafter_score_task() -> tuple[EnvAdapter, TaskSpec]:
@@ -129,27 +121,11 @@ def measure_adapter(steps: int, resets: int, seed: int) -> dict[str, float]:
     from rlgpt.actions.build import make_options_env
 
     adapter, task = _crafter_score_task()
-    env = adapter.make_env(task, EnvSettings())
-
-    def reset(s: int) -> None:
-        env.reset(seed=s)
-
-    def step(action: int) -> bool:
-        _, _, terminated, truncated, _ = env.step(action)
-        return bool(terminated or truncated)
-
+    reset, step = _gymnasium_calls(adapter.make_env(task, EnvSettings()))
     adapter_rate = _step_rate(reset, step, steps, seed)
     reset_s = _reset_seconds(reset, resets, seed)
     wrapped = make_options_env(adapter, task, EnvSettings())
-
-    def reset_w(s: int) -> None:
-        wrapped.reset(seed=s)
-
-    def step_w(action: int) -> bool:
-        _, _, terminated, truncated, _ = wrapped.step(action)
-        return bool(terminated or truncated)
-
-    options_rate = _step_rate(reset_w, step_w, steps, seed)
+    options_rate = _step_rate(*_gymnasium_calls(wrapped), steps, seed)
     return {
         "adapter": adapter_rate,
         "options": options_rate,

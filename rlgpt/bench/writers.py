@@ -1,4 +1,4 @@
-"""Result files of a suite: JSON (config, versions, machine, raw results), PNG plots, markdown."""
+"""Result files of a suite: the JSON head and its provenance, atomic writes, the figures."""
 
 from __future__ import annotations
 
@@ -9,39 +9,14 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-from rlgpt.actions.library import atomic_write_text
-from rlgpt.bench.score import ACHIEVEMENTS
-
-
-@dataclass(frozen=True)
-class Anchor:
-    """A published Crafter result placed beside ours."""
-
-    method: str
-    score: float
-    budget: str
-    note: str = ""
-
-
-# Crafter score (%) as published; 1M env steps unless the budget says otherwise.
-ANCHORS: tuple[Anchor, ...] = (
-    Anchor("Human experts", 50.5, "-", "collect_diamond success 12%"),
-    Anchor("AdaRefiner", 28.2, "5M"),
-    Anchor("SPRING (GPT-4, no training)", 27.3, "no training"),
-    Anchor("Achievement Distillation", 21.8, "1M"),
-    Anchor("PPO (ResNet)", 15.6, "1M"),
-    Anchor("DreamerV3", 14.5, "1M"),
-    Anchor("PPO (SB3)", 4.6, "1M"),
-    Anchor("Random", 1.6, "1M"),
-)
-HUMAN_DIAMOND_RATE = 0.12
+from rlgpt.files import atomic_write_text
 
 _PACKAGES = (
     "rlgpt",
@@ -121,6 +96,14 @@ def git_state() -> dict[str, Any]:
     return state
 
 
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15-minute load averages (None where the platform has none)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def machine() -> dict[str, Any]:
     """What the numbers were measured on (cores, load, CPU model, memory)."""
     info: dict[str, Any] = {
@@ -129,8 +112,9 @@ def machine() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "python_executable": sys.executable,
     }
-    with contextlib.suppress(OSError):
-        info["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    load = load_average()
+    if load is not None:
+        info["load_average"] = load
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
         for line in cpuinfo.read_text().splitlines():
@@ -201,88 +185,47 @@ def write_json(path: Path, data: Mapping[str, Any], compact: bool = False) -> Pa
     return path
 
 
-def _fmt(value: float, digits: int = 1) -> str:
+def write_result_files(
+    result: Mapping[str, Any],
+    out: Path,
+    stem: str,
+    markdown: Callable[[Mapping[str, Any]], str],
+    plot: Callable[[Mapping[str, Any], Path], Path],
+) -> dict[str, Path]:
+    """Write `<stem>.json`, its markdown and its plot under `out`; returns their paths by kind."""
+    paths = {"json": write_json(out / f"{stem}.json", result)}
+    md = out / f"{stem}.md"
+    atomic_write_text(md, markdown(result))
+    paths["markdown"] = md
+    paths["png"] = plot(result, out / f"{stem}.png")
+    return paths
+
+
+def provenance_section(result: Mapping[str, Any]) -> list[str]:
+    """The markdown section that closes a result file: its provenance lines under a heading."""
+    return ["", "## Provenance", "", *provenance_lines(result)]
+
+
+def decimals(value: float, digits: int = 1) -> str:
+    """`value` with `digits` decimals."""
     return f"{value:.{digits}f}"
 
 
-# ------------------------------------------------------------------ throughput
-def throughput_markdown(result: Mapping[str, Any]) -> str:
-    """Markdown table of one throughput run: absolute rates and ratios to the raw no-render rate."""
-    lines = [
-        "# Throughput",
-        "",
-        f"Measured {result['created']} on {result['machine'].get('cpu_count')} cores "
-        f"(load average {result['machine'].get('load_average')}); every ratio is within this "
-        "run, relative to raw Crafter without rendering (for PPO rows: the mean of raw rates "
-        "probed just before and after that training run).",
-        "",
-        "| measurement | value | unit | ratio to raw no-render |",
-        "| --- | ---: | --- | ---: |",
-    ]
-    for row in result["measurements"]:
-        ratio = row.get("ratio")
-        lines.append(
-            f"| {row['name']} | {_fmt(row['value'], 3 if row['unit'] == 's' else 1)} | "
-            f"{row['unit']} | {'' if ratio is None else _fmt(ratio, 2)} |"
-        )
-    goals = result.get("goals", {})
-    if goals:
-        lines += ["", "| goal | target | measured | met |", "| --- | --- | --- | --- |"]
-        for name, goal in goals.items():
-            lines.append(
-                f"| {name} | {goal['target']} | {goal['measured']} | "
-                f"{'yes' if goal['met'] else 'no'} |"
-            )
-    lines.append("")
-    return "\n".join(lines)
-
-
-def throughput_comparison(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
-    """Markdown table of two throughput runs side by side (ratios are within each run)."""
-    old = {r["name"]: r for r in before["measurements"]}
-    lines = [
-        "# Throughput before and after",
-        "",
-        f"Before: {before['created']} (load {before['machine'].get('load_average')}); "
-        f"after: {after['created']} (load {after['machine'].get('load_average')}). "
-        "Ratios are to raw Crafter without rendering, measured within the same run.",
-        "",
-        "| measurement | before | ratio before | after | ratio after |",
-        "| --- | ---: | ---: | ---: | ---: |",
-    ]
-    for row in after["measurements"]:
-        prev = old.get(row["name"])
-        digits = 3 if row["unit"] == "s" else 1
-
-        def cell(r: Mapping[str, Any] | None, key: str, d: int) -> str:
-            if r is None or r.get(key) is None:
-                return ""
-            return _fmt(float(r[key]), d)
-
-        lines.append(
-            f"| {row['name']} ({row['unit']}) | {cell(prev, 'value', digits)} | "
-            f"{cell(prev, 'ratio', 2)} | {cell(row, 'value', digits)} | {cell(row, 'ratio', 2)} |"
-        )
-    lines.append("")
-    return "\n".join(lines)
-
-
-def throughput_plot(result: Mapping[str, Any], path: Path) -> Path:
-    """Bar chart of the steps/s measurements."""
+# ------------------------------------------------------------------ figures
+def pyplot() -> ModuleType:
+    """matplotlib.pyplot on the Agg backend: suites draw to files, often with no display."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in result["measurements"] if r["unit"] == "steps/s"]
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
-    names = [r["name"] for r in rows][::-1]
-    values = [r["value"] for r in rows][::-1]
-    ax.barh(names, values, color="#4C72B0")
-    for i, v in enumerate(values):
-        ax.text(v, i, f" {v:,.0f}", va="center", fontsize=8)
-    ax.set_xlabel("env steps per second")
-    ax.set_title("rlgpt throughput on Crafter")
+    return plt
+
+
+def save_figure(fig: Any, path: Path) -> Path:
+    """Lay out, save (90 dpi) and close a figure; returns `path`."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
@@ -290,131 +233,4 @@ def throughput_plot(result: Mapping[str, Any], path: Path) -> Path:
     return path
 
 
-# -------------------------------------------------------------------- learning
-def learning_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One row per method: our results (with mean ± spread over seeds) and the anchors."""
-    rows: list[dict[str, Any]] = []
-    for method in result["methods"]:
-        rows.append(
-            {
-                "method": method["label"],
-                "score": method["score_mean"],
-                "spread": method["score_std"] if len(method["runs"]) > 1 else None,
-                "budget": f"{method['budget_env_steps']:,} steps",
-                "seeds": len(method["runs"]),
-                "note": method.get("note", ""),
-                "ours": True,
-            }
-        )
-    for anchor in ANCHORS:
-        rows.append(
-            {
-                "method": anchor.method,
-                "score": anchor.score,
-                "spread": None,
-                "budget": anchor.budget,
-                "seeds": None,
-                "note": ("published; " + anchor.note).rstrip("; "),
-                "ours": False,
-            }
-        )
-    rows.sort(key=lambda r: -float(r["score"]))
-    return rows
-
-
-def learning_markdown(result: Mapping[str, Any]) -> str:
-    """The learning table beside the published anchors, plus per-achievement success rates."""
-    config = result["config"]
-    lines = [
-        f"# Learning on Crafter ({config.get('budget_name', '')} budget)",
-        "",
-        f"Budget per run: {config['budget']:,} env steps (every step a code action takes counts); "
-        f"episodes up to {config['episode_length']:,} steps; privileged full-map mode: "
-        f"{'USED' if config.get('privileged') else 'not used'}. Score = "
-        "exp(mean(ln(1+s_i)))-1 over the 22 achievements, s_i = success rate (%) over the "
-        "training episodes. Published anchors are at 1M steps unless noted.",
-        "",
-    ]
-    if config.get("library"):
-        lines += [
-            f"Action library: `{config['library']}` ({config.get('library_origin', '')}).",
-            "",
-        ]
-    lines += [
-        "| method | Crafter score (%) | budget | seeds | note |",
-        "| --- | ---: | --- | ---: | --- |",
-    ]
-    for row in learning_rows(result):
-        score = _fmt(row["score"])
-        if row["ours"]:
-            # The spread is the standard deviation over seeds; one seed has none.
-            spread = f" ± {_fmt(row['spread'])}" if (row["seeds"] or 0) > 1 else ""
-            score = f"**{score}{spread}**"
-        seeds = "" if row["seeds"] is None else str(row["seeds"])
-        lines.append(f"| {row['method']} | {score} | {row['budget']} | {seeds} | {row['note']} |")
-    methods = result["methods"]
-    if methods:
-        lines += [
-            "",
-            "## Success rate per achievement (%, mean over seeds)",
-            "",
-            "| achievement | " + " | ".join(m["key"] for m in methods) + " |",
-            "| --- |" + " ---: |" * len(methods),
-        ]
-        for name in ACHIEVEMENTS:
-            cells = [_fmt(100.0 * m["achievements_mean"].get(name, 0.0)) for m in methods]
-            suffix = f" (human {HUMAN_DIAMOND_RATE:.0%})" if name == "collect_diamond" else ""
-            lines.append(f"| {name}{suffix} | " + " | ".join(cells) + " |")
-        lines += ["", "## Runs", ""]
-        for m in methods:
-            for run in m["runs"]:
-                lines.append(
-                    f"- {m['key']} seed {run['seed']}: score {_fmt(run['score'], 2)}, "
-                    f"{run['episodes']} episodes, {run['env_steps']:,} env steps, "
-                    f"{_fmt(run['wall_time'])} s ({_fmt(run['steps_per_second'])} steps/s)"
-                )
-    lines.append("")
-    return "\n".join(lines)
-
-
-def learning_plots(result: Mapping[str, Any], out: Path, stem: str) -> list[Path]:
-    """Per-achievement success bars and the score beside the anchors."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    paths: list[Path] = []
-    out.mkdir(parents=True, exist_ok=True)
-    methods: Sequence[Mapping[str, Any]] = result["methods"]
-    if methods:
-        fig, ax = plt.subplots(figsize=(11, 4))
-        width = 0.8 / len(methods)
-        x = np.arange(len(ACHIEVEMENTS))
-        for i, m in enumerate(methods):
-            values = [100.0 * m["achievements_mean"].get(a, 0.0) for a in ACHIEVEMENTS]
-            ax.bar(x + i * width, values, width, label=m["label"])
-        ax.set_xticks(x + 0.4 - width / 2, ACHIEVEMENTS, rotation=60, ha="right", fontsize=7)
-        ax.set_ylabel("success rate (%)")
-        ax.set_title("Success rate per achievement over the training episodes")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = out / f"{stem}_achievements.png"
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        paths.append(path)
-    rows = learning_rows(result)
-    fig, ax = plt.subplots(figsize=(10, 0.4 * len(rows) + 1.4))
-    names = [r["method"] for r in rows][::-1]
-    scores = [r["score"] for r in rows][::-1]
-    errors = [r["spread"] or 0.0 for r in rows][::-1]
-    colors = ["#C44E52" if r["ours"] else "#8C8C8C" for r in rows][::-1]
-    ax.barh(names, scores, xerr=errors, color=colors)
-    ax.set_xlabel("Crafter score (%); red: these runs, grey: published")
-    fig.tight_layout()
-    path = out / f"{stem}_scores.png"
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    paths.append(path)
-    return paths
+#: The learning report's names, which callers also import from this module.

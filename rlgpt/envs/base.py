@@ -140,10 +140,19 @@ class OptionInterrupted(BaseException):
 class EnvAdapter(Protocol):
     """What an environment plugin provides (entry point group `rlgpt.envs`).
 
-    An adapter may also define `plan_problems(steps) -> (problems, counts)`: given a
-    plan's (step id, done-predicate) pairs, what its rules say the plan lacks (the planner
-    asks the model to revise the plan) and the checks its collecting steps need for what
-    later steps use (step id -> Predicate; the planner puts them in place).
+    Worker processes (code checks, evaluations, env workers of RL training) load the plugin
+    by name through its entry point, so a plugin registered only in-process
+    (`rlgpt.plugins.envs.register`) serves the main process alone.
+
+    Optional hooks, used when an adapter defines them:
+
+    - `plan_problems(steps) -> (problems, counts)`: given a plan's (step id,
+      done-predicate) pairs, what its rules say the plan lacks (the planner asks the model
+      to revise the plan) and the checks its collecting steps need for what later steps
+      use (step id -> Predicate; the planner puts them in place).
+    - `unavailable() -> str | None`: why the env cannot run on this machine (a missing
+      simulator), None when it can. A run whose env is unavailable records the reason as
+      an error and goes straight to its report.
     """
 
     name: str
@@ -164,7 +173,7 @@ class EnvAdapter(Protocol):
         """A Gymnasium env of `task` with a Discrete action space (the primitives).
 
         Its step `info` carries `inventory` and `achievements` mappings, which task
-        predicates read.
+        predicates read. Its `render()` returns an RGB frame (the report's GIF).
         """
         ...
 
@@ -190,7 +199,12 @@ class EnvAdapter(Protocol):
         ...
 
     def vocabulary(self) -> dict[str, list[str]]:
-        """Names code may mention, by kind: targets, items, achievements, ..."""
+        """Names code may mention, by kind.
+
+        `achievements` and `items` (empty when the env has none) are the names plan
+        predicates may use; any other kind (e.g. `targets`) gives the words a skill
+        parameter named after it (`target`) may take when the skill spec lists no choices.
+        """
         ...
 
 
@@ -201,6 +215,13 @@ def load_adapter(name: str) -> EnvAdapter:
     if not isinstance(adapter, EnvAdapter):
         raise TypeError(f"env plugin {name!r} does not implement EnvAdapter")
     return adapter
+
+
+def unavailable_reason(adapter: EnvAdapter) -> str | None:
+    """Why the adapter's env cannot run here (its optional `unavailable` hook), or None."""
+    check = getattr(adapter, "unavailable", None)
+    reason = check() if callable(check) else None
+    return str(reason) if reason else None
 
 
 def resolve_task(env: str, task: str) -> TaskSpec:

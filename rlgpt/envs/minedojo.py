@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import shutil
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -62,6 +64,14 @@ class MineDojoAdapter:
             "craft_argument",
             "inventory_argument",
         ]
+
+    def unavailable(self) -> str | None:
+        """Why MineDojo cannot run here (no `minedojo` package, no Java), or None."""
+        if importlib.util.find_spec("minedojo") is None:
+            return _MISSING
+        if shutil.which("java") is None:
+            return f"{_MISSING} (no `java` on PATH)"
+        return None
 
     def make_env(self, task: TaskSpec, settings: EnvSettings) -> gym.Env[Any, Any]:
         """`minedojo.make(task_id=...)`; raises RuntimeError without MineDojo's simulator."""

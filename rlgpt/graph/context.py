@@ -2,196 +2,226 @@
 
 from __future__ import annotations
 
-import dataclasses
 import tomllib
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from langgraph.runtime import Runtime
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
 
+from rlgpt.actions.sandbox import SandboxLimits
 from rlgpt.llm.settings import ROLES, LLMRole, LLMSettings
-
-
-def _f(default: Any, description: str) -> Any:
-    return field(default=default, metadata={"description": description})
+from rlgpt.tools.rl_job import RLJob
 
 
 class ConfigError(ValueError):
     """A malformed run configuration (unknown field, wrong type, out-of-range value)."""
 
 
-@dataclass(kw_only=True)
-class Context:
-    """Every run setting; the same fields come from CLI flags, a TOML file or the server."""
+def _from(model: type[BaseModel], name: str, description: str | None = None) -> Any:
+    """A field that feeds `model.name`: its default, bounds (and description, unless one is
+    given) come from there."""
+    source = model.model_fields[name]
+    return FieldInfo.merge_field_infos(source, description=description or source.description)
 
-    env: str = _f("crafter", "Environment plugin (entry point group `rlgpt.envs`).")
-    planner: str = _f("llm", "Planner (slow agent) plugin name in `rlgpt.nodes`.")
-    coder: str = _f("llm", "Coder (fast agent) plugin name in `rlgpt.nodes`.")
-    rl_trainer: str = _f("sb3", "RL trainer plugin name in `rlgpt.nodes`.")
-    critic: str = _f("llm", "Critic plugin name in `rlgpt.nodes` (`llm` or `rules`).")
-    planner_model: str = _f(
-        "local:qwen2.5-coder-1.5b",
-        "Planner model: `local:qwen2.5-coder-1.5b` (embedded), `local:smollm2`, "
+
+def config_problems(exc: ValidationError) -> str:
+    """One line per bad field: its name, what it needs and the value given."""
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "config"
+        if error["type"] == "extra_forbidden":
+            problems.append(f"unknown config field {where!r}")
+            continue
+        if not error["loc"]:  # a rule across fields
+            problems.append(str(error["msg"]).removeprefix("Value error, "))
+            continue
+        problems.append(f"{where}: {error['msg'].lower()} (got {error.get('input')!r})")
+    return "invalid config: " + "; ".join(problems)
+
+
+class Context(BaseModel):
+    """Every run setting; the same fields come from CLI flags, a TOML file or the server.
+
+    Validation lives here, in the fields' types and bounds: a bad value from any source is
+    the same clear error. Settings that feed a lower layer (a role's model settings, an RL
+    job, a code action's limits) take their default and bounds from it.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True)
+
+    env: str = Field(
+        default="crafter", description="Environment plugin (entry point group `rlgpt.envs`)."
+    )
+    planner: str = Field(
+        default="llm", description="Planner (slow agent) plugin name in `rlgpt.nodes`."
+    )
+    coder: str = Field(
+        default="llm", description="Coder (fast agent) plugin name in `rlgpt.nodes`."
+    )
+    rl_trainer: str = Field(default="sb3", description="RL trainer plugin name in `rlgpt.nodes`.")
+    critic: str = Field(
+        default="llm", description="Critic plugin name in `rlgpt.nodes` (`llm` or `rules`)."
+    )
+    planner_model: str = Field(
+        default="local:qwen2.5-coder-1.5b",
+        description="Planner model: `local:qwen2.5-coder-1.5b` (embedded), `local:smollm2`, "
         "`openai:<model>`, or `<base URL>#<model>` for any OpenAI-compatible endpoint.",
     )
-    coder_model: str = _f("local:qwen2.5-coder-1.5b", "Coder model (same forms as planner_model).")
-    critic_model: str = _f(
-        "local:qwen2.5-coder-1.5b", "Critic model (same forms as planner_model)."
+    coder_model: str = Field(
+        default="local:qwen2.5-coder-1.5b", description="Coder model (same forms as planner_model)."
     )
-    llm_temperature: float = _f(0.0, "Sampling temperature for every role.")
-    llm_max_tokens: int = _f(768, "Upper bound on tokens per answer.")
-    llm_timeout: float = _f(180.0, "Seconds before one model call times out.")
-    llm_max_retries: int = _f(2, "Retries for transient model errors and unparsable answers.")
-    llm_cache_dir: str = _f("", "Directory of the on-disk response cache; empty = no cache.")
-    plan_revisions: int = _f(
-        2, "How often the planner revises a plan in which the env's rules find a gap."
+    critic_model: str = Field(
+        default="local:qwen2.5-coder-1.5b",
+        description="Critic model (same forms as planner_model).",
     )
-    code_repairs: int = _f(
-        2, "How often the coder rewrites a code action that failed its check, with the trace."
+    llm_temperature: float = _from(
+        LLMSettings, "temperature", "Sampling temperature for every role."
     )
-    code_pass_rate: float = _f(
-        1.0,
-        "Check success rate at which the coder stops repairing a code action (checks are "
-        "cheap; a rare failure on the check's episodes is a common one on held-out seeds).",
+    llm_max_tokens: int = _from(LLMSettings, "max_tokens", "Upper bound on tokens per answer.")
+    llm_timeout: float = _from(LLMSettings, "timeout", "Seconds before one model call times out.")
+    llm_max_retries: int = _from(LLMSettings, "max_retries")
+    llm_cache_dir: str = _from(
+        LLMSettings, "cache_dir", "Directory of the on-disk response cache; empty = no cache."
     )
-    repair_temperature: float = _f(
-        0.7,
-        "Sampling temperature of the coder's repair attempts (at least llm_temperature): a "
-        "small model repeats its failed answer when it decodes greedily.",
+    plan_revisions: int = Field(
+        default=2,
+        ge=0,
+        description="How often the planner revises a plan in which the env's rules find a gap.",
     )
-    reuse_library: bool = _f(
-        True,
-        "Reuse code actions that passed their checks in earlier runs before asking the coder "
-        "for new ones, and keep this run's passed ones for later runs.",
+    code_repairs: int = Field(
+        default=2,
+        ge=0,
+        description="How often the coder rewrites a code action that failed its check, "
+        "with the trace.",
     )
-    shared_library: str = _f(
-        "", "Directory of the library shared across runs; empty = <runs_dir>/shared_library."
+    code_pass_rate: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=1.0,
+        description="Check success rate at which the coder stops repairing a code action "
+        "(checks are cheap; a rare failure on the check's episodes is a common one on "
+        "held-out seeds).",
     )
-    max_inner_loops: int = _f(2, "How often the critic may send work back to the coder.")
-    max_outer_loops: int = _f(1, "How often the critic may send the task back to the planner.")
-    success_threshold: float = _f(0.8, "Task success rate at which the critic stops.")
-    rl_algo: Literal["auto", "ppo", "maskable_ppo"] = _f(
-        "auto", "SB3 algorithm; `auto` uses MaskablePPO when code actions can be unavailable."
+    repair_temperature: float = Field(
+        default=0.7,
+        ge=0.0,
+        le=2.0,
+        description="Sampling temperature of the coder's repair attempts (at least "
+        "llm_temperature): a small model repeats its failed answer when it decodes greedily.",
     )
-    rl_timesteps: int = _f(20_000, "Env-step budget per RL training job (code-action steps count).")
-    rl_n_envs: int = _f(
-        1,
+    reuse_library: bool = Field(
+        default=True,
+        description="Reuse code actions that passed their checks in earlier runs before asking "
+        "the coder for new ones, and keep this run's passed ones for later runs.",
+    )
+    shared_library: str = Field(
+        default="",
+        description="Directory of the library shared across runs (one subfolder per env); "
+        "empty = <runs_dir>/shared_library.",
+    )
+    max_inner_loops: int = Field(
+        default=2, ge=0, description="How often the critic may send work back to the coder."
+    )
+    max_outer_loops: int = Field(
+        default=1, ge=0, description="How often the critic may send the task back to the planner."
+    )
+    success_threshold: float = Field(
+        default=0.8, gt=0.0, le=1.0, description="Task success rate at which the critic stops."
+    )
+    rl_algo: Literal["auto", "ppo", "maskable_ppo"] = _from(
+        RLJob,
+        "algo",
+        "SB3 algorithm; `auto` uses MaskablePPO when code actions can be unavailable.",
+    )
+    rl_timesteps: int = _from(
+        RLJob, "timesteps", "Env-step budget per RL training job (code-action steps count)."
+    )
+    rl_n_envs: int = _from(
+        RLJob,
+        "n_envs",
         "Envs per training job: worker processes when code actions are in the action space, "
         "else batched in the training process.",
     )
-    rl_learning_rate: float = _f(3e-4, "PPO learning rate.")
-    rl_n_steps: int = _f(256, "PPO rollout length per env.")
-    rl_checkpoint_every: int = _f(
-        5_000,
+    rl_learning_rate: float = _from(RLJob, "learning_rate", "PPO learning rate.")
+    rl_n_steps: int = _from(RLJob, "n_steps", "PPO rollout length per env.")
+    rl_checkpoint_every: int = _from(
+        RLJob,
+        "checkpoint_every",
         "Env steps between two resumable training checkpoints; a killed run resumed with "
         "--resume continues training from the last one (0 = none).",
     )
-    observation: Literal["symbolic", "pixels"] = _f(
-        "symbolic", "Policy observation: symbolic (egocentric semantic view + inventory) or pixels."
+    observation: Literal["symbolic", "pixels"] = _from(
+        RLJob,
+        "observation",
+        "Policy observation: symbolic (egocentric semantic view + inventory) or pixels.",
     )
-    code_check_episodes: int = _f(
-        10, "Real episodes the coder runs to check a new code action (they take seconds)."
+    code_check_episodes: int = Field(
+        default=10,
+        ge=1,
+        description="Real episodes the coder runs to check a new code action (they take seconds).",
     )
-    code_action_max_steps: int = _f(300, "Env-step budget of one code-action call.")
-    code_action_seconds: float = _f(10.0, "Wall-time budget of one code-action call.")
-    subaction_max_steps: int = _f(400, "Env steps a sub-action may take in an evaluation.")
-    eval_episodes: int = _f(10, "Held-out episodes per critic evaluation.")
-    eval_seed: int = _f(100_000, "First held-out evaluation seed (training uses seeds below it).")
-    seed: int = _f(0, "Training seed.")
-    privileged: bool = _f(
-        False, "Let code actions read the full world map (marked in every report)."
+    code_action_max_steps: int = _from(
+        RLJob, "code_action_max_steps", "Env-step budget of one code-action call."
     )
-    approve_plan: bool = _f(
-        False, "Pause after planning for a human to approve, edit or reject the plan."
+    code_action_seconds: float = _from(
+        RLJob, "code_action_seconds", "Wall-time budget of one code-action call."
     )
-    approve_rl: bool = _f(False, "Pause before RL training for a human to approve the budgets.")
-    runs_dir: str = _f("runs", "Where run directories are written.")
-    gif: bool = _f(True, "Write a GIF of one evaluation episode into the report.")
-    node_timeout: float = _f(
-        0.0,
-        "Seconds after which a node step is asked to stop (0 = no limit); RL training "
+    subaction_max_steps: int = Field(
+        default=400, ge=1, description="Env steps a sub-action may take in an evaluation."
+    )
+    eval_episodes: int = Field(
+        default=10, ge=1, description="Held-out episodes per critic evaluation."
+    )
+    eval_seed: int = Field(
+        default=100_000,
+        ge=1,
+        description="First held-out evaluation seed (training uses seeds below it).",
+    )
+    seed: int = Field(default=0, ge=0, description="Training seed.")
+    privileged: bool = Field(
+        default=False,
+        description="Let code actions read the full world map (marked in every report).",
+    )
+    approve_plan: bool = Field(
+        default=False,
+        description="Pause after planning for a human to approve, edit or reject the plan.",
+    )
+    approve_rl: bool = Field(
+        default=False, description="Pause before RL training for a human to approve the budgets."
+    )
+    runs_dir: str = Field(default="runs", description="Where run directories are written.")
+    gif: bool = Field(
+        default=True, description="Write a GIF of one evaluation episode into the report."
+    )
+    node_timeout: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="Seconds after which a node step is asked to stop (0 = no limit); RL training "
         "stops early and keeps the policy trained so far.",
     )
 
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        """Raise ConfigError on values no run can use."""
-        positive = (
-            "llm_max_tokens",
-            "rl_timesteps",
-            "rl_n_envs",
-            "rl_n_steps",
-            "code_check_episodes",
-            "code_action_max_steps",
-            "subaction_max_steps",
-            "eval_episodes",
-        )
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        non_negative = (
-            "max_inner_loops",
-            "max_outer_loops",
-            "plan_revisions",
-            "code_repairs",
-            "llm_max_retries",
-            "seed",
-            "rl_checkpoint_every",
-        )
-        for name in non_negative:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
-        if not 0.0 <= self.repair_temperature <= 2.0:
-            raise ConfigError(
-                f"repair_temperature must be in [0, 2], got {self.repair_temperature}"
-            )
-        if not 0.0 < self.code_pass_rate <= 1.0:
-            raise ConfigError(f"code_pass_rate must be in (0, 1], got {self.code_pass_rate}")
-        if not 0.0 < self.success_threshold <= 1.0:
-            raise ConfigError(f"success_threshold must be in (0, 1], got {self.success_threshold}")
-        if self.node_timeout < 0:
-            raise ConfigError(f"node_timeout must be >= 0, got {self.node_timeout}")
+    @model_validator(mode="after")
+    def _held_out_seeds(self) -> Context:
         if self.eval_seed <= self.seed:
-            raise ConfigError("eval_seed must be above the training seed range")
-        if self.rl_algo not in ("auto", "ppo", "maskable_ppo"):
-            raise ConfigError(f"rl_algo must be auto, ppo or maskable_ppo, got {self.rl_algo!r}")
-        if self.observation not in ("symbolic", "pixels"):
-            raise ConfigError(f"observation must be symbolic or pixels, got {self.observation!r}")
+            raise ValueError("eval_seed must be above the training seed range")
+        return self
 
     @classmethod
     def field_names(cls) -> list[str]:
         """Names of every configurable field."""
-        return [f.name for f in fields(cls)]
+        return list(cls.model_fields)
 
     @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> Context:
-        """Build from a dict (TOML table, CLI flags, server `context`); unknown keys are errors."""
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
-        coerced: dict[str, Any] = {}
-        for key, value in values.items():
-            default = known[key].default
-            if isinstance(default, bool) and not isinstance(value, bool):
-                raise ConfigError(f"{key} must be true or false, got {value!r}")
-            if (
-                isinstance(default, float)
-                and isinstance(value, int)
-                and not isinstance(value, bool)
-            ):
-                value = float(value)
-            if type(default) is not type(value):
-                raise ConfigError(
-                    f"{key} must be {type(default).__name__}, got {type(value).__name__}"
-                )
-            coerced[key] = value
-        return cls(**coerced)
+    def from_mapping(cls, values: Mapping[str, Any]) -> Context:
+        """Build from a dict (TOML table, CLI flags, server `context`); bad values are a
+        ConfigError naming each field and what it needs."""
+        try:
+            return cls.model_validate(dict(values))
+        except ValidationError as exc:
+            raise ConfigError(config_problems(exc)) from None
 
     @classmethod
     def from_toml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> Context:
@@ -205,26 +235,56 @@ class Context:
         return cls.from_mapping({**table, **(overrides or {})})
 
     def shared_library_dir(self) -> Path:
-        """Where code actions shared across runs are kept."""
-        return Path(self.shared_library or Path(self.runs_dir) / "shared_library")
+        """Where this env's code actions shared across runs are kept (one folder per env:
+        the same predicate names different things in different envs)."""
+        return Path(self.shared_library or Path(self.runs_dir) / "shared_library") / self.env
 
     def llm_settings(self, role: LLMRole) -> LLMSettings:
         """How `role` (planner, coder or critic) talks to its model in this run."""
         if role not in ROLES:
             raise ValueError(f"unknown model role {role!r}; expected one of {', '.join(ROLES)}")
-        return LLMSettings(
-            model=getattr(self, f"{role}_model"),
-            temperature=self.llm_temperature,
-            max_tokens=self.llm_max_tokens,
-            timeout=self.llm_timeout,
-            max_retries=self.llm_max_retries,
-            cache_dir=self.llm_cache_dir,
-            seed=self.seed,
+        shared = {field: getattr(self, name) for name, field in _LLM_FIELDS.items()}
+        return LLMSettings(model=getattr(self, f"{role}_model"), **shared)
+
+    def rl_job(self, **job: Any) -> RLJob:
+        """An RL job of this run: the run's RL settings plus the job's own fields."""
+        shared = {field: getattr(self, name) for name, field in _RL_JOB_FIELDS.items()}
+        return RLJob(**{**shared, "env": self.env, **job})
+
+    def sandbox_limits(self) -> SandboxLimits:
+        """Per-call limits of a code action in this run."""
+        return SandboxLimits(
+            max_steps=self.code_action_max_steps, wall_seconds=self.code_action_seconds
         )
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict of every field (for reports and metrics)."""
-        return dataclasses.asdict(self)
+        return self.model_dump()
+
+
+#: Context field -> LLMSettings field, for every role.
+_LLM_FIELDS = {
+    "llm_temperature": "temperature",
+    "llm_max_tokens": "max_tokens",
+    "llm_timeout": "timeout",
+    "llm_max_retries": "max_retries",
+    "llm_cache_dir": "cache_dir",
+    "seed": "seed",
+}
+#: Context field -> RLJob field, for every training job of a run.
+_RL_JOB_FIELDS = {
+    "rl_algo": "algo",
+    "rl_timesteps": "timesteps",
+    "rl_n_envs": "n_envs",
+    "rl_learning_rate": "learning_rate",
+    "rl_n_steps": "n_steps",
+    "rl_checkpoint_every": "checkpoint_every",
+    "observation": "observation",
+    "code_action_max_steps": "code_action_max_steps",
+    "code_action_seconds": "code_action_seconds",
+    "privileged": "privileged",
+    "seed": "seed",
+}
 
 
 def context_of(runtime: Runtime[Any] | None) -> Context:

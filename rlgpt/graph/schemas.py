@@ -113,7 +113,10 @@ def check_plan(plan: Plan, adapter: EnvAdapter) -> Plan:
     its kind is corrected rather than the whole plan refused.
     """
     vocab = adapter.vocabulary()
-    kinds = {"achievement": set(vocab["achievements"]), "inventory": set(vocab["items"])}
+    kinds = {
+        "achievement": set(vocab.get("achievements", [])),
+        "inventory": set(vocab.get("items", [])),
+    }
     problems = []
     for step in plan.sub_actions:
         pred = step.predicate

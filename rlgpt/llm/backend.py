@@ -17,6 +17,8 @@ class LLMBackend(Protocol):
 
     A backend builds the chat model for a model name and says how a call is constrained.
     The keyword arguments it returns are passed to `chat_model.invoke(messages, **kwargs)`.
+    The chat model retries transient errors itself (`settings.max_retries` times, as the
+    OpenAI client does): `ask_structured` only asks again after a rejected answer.
     """
 
     supports_grammar: bool

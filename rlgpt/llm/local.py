@@ -91,7 +91,8 @@ class LocalBackend:
                     api_key=SecretStr("none"),
                     temperature=settings.temperature,
                     timeout=settings.timeout,
-                    max_retries=0,
+                    # The OpenAI client retries transient errors with backoff.
+                    max_retries=settings.max_retries,
                     seed=settings.seed,
                     extra_body={"max_tokens": settings.max_tokens},
                 )

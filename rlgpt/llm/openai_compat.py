@@ -18,9 +18,11 @@ from rlgpt.llm.settings import LLMSettings
 def make_chat_openai(
     model: str, base_url: str | None, api_key: str, settings: LLMSettings
 ) -> ChatOpenAI:
-    """A `ChatOpenAI` with the settings' temperature and timeout and no client-side retries.
+    """A `ChatOpenAI` with the settings' temperature, timeout and retries.
 
-    Retries are done by `ask_structured`, which tells transient errors from bad answers.
+    The OpenAI client retries transient errors (timeouts, connection errors, HTTP
+    408/409/429/5xx) `settings.max_retries` times with backoff, honouring Retry-After;
+    answers that arrive but are rejected are asked for again by `ask_structured`.
     """
     return ChatOpenAI(
         model=model,
@@ -28,7 +30,7 @@ def make_chat_openai(
         api_key=SecretStr(api_key),
         temperature=settings.temperature,
         timeout=settings.timeout,
-        max_retries=0,
+        max_retries=settings.max_retries,
         max_completion_tokens=settings.max_tokens,
     )
 

@@ -23,9 +23,16 @@ class LLMSettings(BaseModel):
     )
     temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="Sampling temperature.")
     max_tokens: int = Field(default=768, ge=1, description="Upper bound on tokens per answer.")
-    timeout: float = Field(default=180.0, gt=0.0, description="Seconds before one call times out.")
+    timeout: float = Field(
+        default=180.0, gt=0.0, description="Seconds before one request (or retry) times out."
+    )
     max_retries: int = Field(
-        default=2, ge=0, description="Retries for transient errors and for unparsable answers."
+        default=2,
+        ge=0,
+        description="Retries of one request after a transient error (timeout, connection "
+        "error, HTTP 408/409/429/5xx), made by the OpenAI client with backoff and Retry-After; "
+        "and, separately, how many times an answer that does not parse or validate is asked "
+        "for again with the reason.",
     )
     cache_dir: str = Field(default="", description="On-disk response cache directory; empty = off.")
     seed: int = Field(default=0, ge=0, description="Sampling seed (matters when temperature > 0).")

@@ -6,7 +6,13 @@ from typing_extensions import TypedDict
 
 
 class Usage(TypedDict):
-    """LLM calls and tokens of one role."""
+    """LLM calls and tokens of one role.
+
+    `calls` counts model invocations as `ask_structured` sees them. A retry the OpenAI client
+    makes inside one invocation (after a timeout, a connection error, HTTP 408/409/429/5xx)
+    is not a call of its own: it is not visible outside the client; its time is in `seconds`.
+    Tokens are those each reply reports in its `usage_metadata`.
+    """
 
     calls: int
     cached_calls: int

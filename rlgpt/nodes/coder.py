@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, ClassVar
 
 from langgraph.runtime import Runtime
 
 from rlgpt.actions.grammar import code_grammar
 from rlgpt.actions.library import ActionLibrary, SharedLibrary
-from rlgpt.actions.sandbox import CodeActionRejected, SandboxLimits, check_code
+from rlgpt.actions.sandbox import CodeActionRejected, check_code
 from rlgpt.envs.base import EnvSettings, load_adapter
 from rlgpt.graph.context import Context, context_of
 from rlgpt.graph.node_plugins import Role
@@ -26,11 +27,6 @@ from rlgpt.nodes.prompts import (
 from rlgpt.tools.code_check import check_code_action
 
 log = get_logger("coder")
-
-
-def sandbox_limits(ctx: Context) -> SandboxLimits:
-    """Per-call limits of a code action, from the run's context."""
-    return SandboxLimits(max_steps=ctx.code_action_max_steps, wall_seconds=ctx.code_action_seconds)
 
 
 class LLMCoder:
@@ -87,6 +83,7 @@ class LLMCoder:
         errors: list[ErrorRecord] = []
         best: tuple[str, dict[str, Any], str] | None = None  # (code, check, origin)
 
+        skills = [spec.name for spec in load_adapter(ctx.env).skill_specs()]
         shared = SharedLibrary(ctx.shared_library_dir()) if ctx.reuse_library else None
         found = shared.find(step.predicate) if shared is not None and previous is None else None
         if found is not None:
@@ -95,7 +92,7 @@ class LLMCoder:
             best = (code, check, f"reused from the shared library (version {entry.version})")
             log.info("code_reused", subaction=step.id, success_rate=check["success_rate"])
             if check["success_rate"] < ctx.code_pass_rate:
-                feedback, previous_code = check_feedback(check, step), code
+                feedback, previous_code = check_feedback(check, step, skills=skills), code
 
         attempts = 0
         while attempts <= ctx.code_repairs and (
@@ -118,7 +115,7 @@ class LLMCoder:
                 # Nothing this step's code does can make up for that: the critic sees it.
                 log.info("code_check_prelude_failed", subaction=step.id)
                 break
-            feedback, previous_code = check_feedback(check, step), answer
+            feedback, previous_code = check_feedback(check, step, skills=skills), answer
         if best is None:
             best = (previous_code or "", {"success_rate": 0.0, "episodes": 0}, "no usable code")
         code, check, origin = best
@@ -202,7 +199,7 @@ class LLMCoder:
                 library_dir=library_dir(state),
                 prelude=earlier_actions(plan, step.id, library),
                 seeds=list(range(ctx.seed, ctx.seed + ctx.code_check_episodes)),
-                limits=sandbox_limits(ctx),
+                limits=ctx.sandbox_limits(),
                 task=task_of(state),
                 settings=EnvSettings(
                     episode_length=ctx.subaction_max_steps * (1 + len(plan.sub_actions)),
@@ -219,7 +216,7 @@ class LLMCoder:
     ) -> tuple[RLSetup | None, dict[str, Usage], list[ErrorRecord]]:
         code_actions = sorted(n for n, r in library.items() if r["kind"] == "code")
         messages = coder_rl_messages(step.model_dump(), code_actions, state.get("feedback") or None)
-        items = load_adapter(ctx.env).vocabulary()["items"]
+        items = load_adapter(ctx.env).vocabulary().get("items", [])
         result = ask_structured(
             "coder",
             ctx.llm_settings("coder"),
@@ -250,9 +247,17 @@ def earlier_steps_failed(check: dict[str, Any]) -> bool:
     return bool(failed) and all(r.get("prelude_ok") is False for r in failed)
 
 
-def check_feedback(check: dict[str, Any], step: SubAction, episodes: int = 2) -> str:
+def check_feedback(
+    check: dict[str, Any],
+    step: SubAction,
+    episodes: int = 2,
+    skills: Collection[str] | None = None,
+) -> str:
     """What the check saw, for the next attempt: failing episodes with why, the inventory
-    at the end and the last skill calls, and the errors."""
+    at the end and the last skill calls, and the errors.
+
+    `skills` are the env's skill names (None: any); hints name only skills it has.
+    """
     results = check.get("results") or []
     failed = [r for r in results if not r.get("success")]
     lines = [
@@ -271,7 +276,8 @@ def check_feedback(check: dict[str, Any], step: SubAction, episodes: int = 2) ->
     for error in (check.get("errors") or [])[:2]:
         where = f" at line {error['line']}" if error.get("line") else ""
         lines.append(f"Error{where}: {error.get('kind', 'error')}: {error.get('message', '')}")
-    if any("without taking any env step" in str(r.get("reason", "")) for r in failed):
+    gave_up = any("without taking any env step" in str(r.get("reason", "")) for r in failed)
+    if gave_up and (skills is None or "explore" in skills):
         # The commonest small-model mistake, said in the skill API's own terms.
         lines.append(
             "It gave up before acting. When what it needs is not seen yet, call "

@@ -14,7 +14,6 @@ from rlgpt.graph.schemas import Plan, Verdict
 from rlgpt.graph.state import EvaluationRecord, State, VerdictRecord
 from rlgpt.llm import LLMError, ask_structured
 from rlgpt.logging import get_logger
-from rlgpt.nodes.coder import sandbox_limits
 from rlgpt.nodes.common import error_record, executor_of, library_dir, plan_of, task_of
 from rlgpt.nodes.prompts import critic_messages, verdict_schema
 from rlgpt.tools.evaluate import evaluate_plan
@@ -46,7 +45,7 @@ def evaluate(state: State, ctx: Context, plan: Plan) -> EvaluationRecord:
             episode_length=ctx.subaction_max_steps * len(steps), privileged=ctx.privileged
         ),
         gif_path=gif,
-        limits=sandbox_limits(ctx),
+        limits=ctx.sandbox_limits(),
     )
     result["iteration"] = iteration
     return EvaluationRecord(**result)  # type: ignore[typeddict-item]
@@ -153,13 +152,18 @@ class _CriticBase:
         plan = plan_of(state)
         update: dict[str, Any] = {"errors": []}
         ev: EvaluationRecord | None = None
+        failed: str | None = None
         if plan is not None:
             try:
                 ev = evaluate(state, ctx, plan)
             except Exception as exc:  # an evaluation crash is reported, not fatal
                 log.warning("evaluation_failed", error=repr(exc))
-                update["errors"].append(error_record("critic", "evaluation_failed", repr(exc)))
-        if plan is None or ev is None:
+                failed = f"{type(exc).__name__}: {exc}"
+                update["errors"].append(error_record("critic", "evaluation_failed", failed))
+        if failed is not None:
+            # The env could not be built or run: neither new code nor a new plan helps.
+            verdict = _verdict("end", [], f"The evaluation failed: {failed[:600]}", "rules")
+        elif plan is None or ev is None:
             verdict = rules_verdict(state, ctx, None, None)
         else:
             update["evaluations"] = [ev]

@@ -88,6 +88,8 @@ class LLMPlanner:
             return update
         plan, problems = best
         if problems:
+            plan, problems = reorder_by_rules(adapter, plan, problems)
+        if problems:
             # The plan goes ahead; the critic sees what the rules found and can send it back.
             update["errors"].append(
                 error_record("planner", "plan_lacks", "; ".join(problems), plan=plan.model_dump())
@@ -111,6 +113,36 @@ def rules_feedback(problems: list[str], manual: str) -> str:
     lines = manual_lines(manual, list(dict.fromkeys(words)))
     text = "The game's rules say this plan lacks: " + "; ".join(problems)
     return text + ("\nManual lines that help:\n" + "\n".join(lines) if lines else "")
+
+
+def reorder_by_rules(
+    adapter: EnvAdapter, plan: Plan, problems: list[str]
+) -> tuple[Plan, list[str]]:
+    """The plan with single steps moved earlier while each move leaves the env's rules fewer
+    problems (the model's order otherwise): an order the rules can check needs no model
+    call, and a small model often keeps a step too late however it is told."""
+    steps, left = list(plan.sub_actions), problems
+    check = adapter.plan_problems  # type: ignore[attr-defined]  # present: it found problems
+    moved = True
+    while left and moved:
+        moved = False
+        for i in range(1, len(steps)):
+            for j in range(i):
+                candidate = [*steps[:j], steps[i], *steps[j:i], *steps[i + 1 :]]
+                found, _ = check([(s.id, s.predicate) for s in candidate])
+                if len(found) < len(left):
+                    log.info("plan_step_moved", step=steps[i].id, before=steps[j].id)
+                    steps, left, moved = candidate, list(found), True
+                    break
+            if moved:
+                break
+    if left == problems:
+        return plan, problems
+    reordered = plan.model_copy(update={"sub_actions": steps})
+    found, raised = rule_problems(adapter, reordered)
+    if raised:
+        log.info("plan_counts_raised", counts=raised)
+    return reordered, found
 
 
 def rule_problems(adapter: EnvAdapter, plan: Plan) -> tuple[list[str], dict[str, str]]:

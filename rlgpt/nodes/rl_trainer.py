@@ -23,7 +23,6 @@ from rlgpt.nodes.common import (
     plan_of,
     task_of,
 )
-from rlgpt.tools.rl_job import RLJob
 from rlgpt.tools.rl_pipeline import run_rl_job
 
 log = get_logger("rl_trainer")
@@ -71,8 +70,7 @@ class SB3Trainer:
             attempt = sum(1 for r in state.get("rl_runs", []) if r["subaction"] == step.id)
             name = action_name(step)
             spec = task_of(state)
-            job = RLJob(
-                env=spec.env,
+            job = ctx.rl_job(
                 task=spec.name,
                 predicate=step.predicate,
                 shaping=setup.shaping,
@@ -84,18 +82,8 @@ class SB3Trainer:
                 ),
                 episode_length=setup.episode_length,
                 timesteps=review.timesteps or ctx.rl_timesteps,
-                seed=ctx.seed,
-                n_envs=ctx.rl_n_envs,
-                algo=ctx.rl_algo,
-                observation=ctx.observation,
-                learning_rate=ctx.rl_learning_rate,
-                n_steps=ctx.rl_n_steps,
-                checkpoint_every=ctx.rl_checkpoint_every,
                 output_dir=str(Path(state["run_dir"]) / "rl" / f"{step.id}_{attempt + 1}"),
                 policy_name=name,
-                code_action_seconds=ctx.code_action_seconds,
-                code_action_max_steps=ctx.code_action_max_steps,
-                privileged=ctx.privileged,
             )
             log.info(
                 "training", subaction=step.id, timesteps=job.timesteps, actions=setup.code_actions

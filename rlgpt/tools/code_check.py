@@ -58,15 +58,7 @@ def check_code_action(
         check_code(source, skill_names, limits)
     except CodeActionRejected as exc:
         error = {**exc.as_dict(), "action": name, "seed": None}
-        return {
-            "success_rate": 0.0,
-            "successes": 0,
-            "episodes": 0,
-            "mean_steps": 0.0,
-            "returned_true_rate": 0.0,
-            "errors": [error],
-            "results": [],
-        }
+        return _no_episodes(0, error)
     pred = as_predicate(predicate)
     started: list[int] = []
     try:
@@ -92,15 +84,7 @@ def check_code_action(
     except WorkerDied as exc:
         # The code stopped its worker (hard CPU stop, crash): a precise error, not a crash.
         seed = started[-1] if started else None
-        return {
-            "success_rate": 0.0,
-            "successes": 0,
-            "episodes": len(seeds),
-            "mean_steps": 0.0,
-            "returned_true_rate": 0.0,
-            "errors": [{**exc.error, "action": name, "seed": seed}],
-            "results": [],
-        }
+        return _no_episodes(len(seeds), {**exc.error, "action": name, "seed": seed})
     except Exception as exc:  # timeout, missing prelude action, load failure
         message = f"{type(exc).__name__}: {exc}"
         kind = "runtime"
@@ -109,15 +93,20 @@ def check_code_action(
         elif isinstance(exc, CodeActionRejected):
             message, kind = exc.message, exc.kind
         error = {"kind": kind, "message": message, "line": getattr(exc, "line", None), "step": 0}
-        return {
-            "success_rate": 0.0,
-            "successes": 0,
-            "episodes": len(seeds),
-            "mean_steps": 0.0,
-            "returned_true_rate": 0.0,
-            "errors": [{**error, "action": name, "seed": None}],
-            "results": [],
-        }
+        return _no_episodes(len(seeds), {**error, "action": name, "seed": None})
+
+
+def _no_episodes(episodes: int, error: dict[str, Any]) -> dict[str, Any]:
+    """The result of a check that ran no episode to its end: success 0 and the one error."""
+    return {
+        "success_rate": 0.0,
+        "successes": 0,
+        "episodes": episodes,
+        "mean_steps": 0.0,
+        "returned_true_rate": 0.0,
+        "errors": [error],
+        "results": [],
+    }
 
 
 def _check_worker(

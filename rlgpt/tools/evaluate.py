@@ -12,6 +12,7 @@ import numpy as np
 from rlgpt.actions.sandbox import SandboxLimits
 from rlgpt.actions.worker import WorkerDied, send_partial
 from rlgpt.envs.base import EnvSettings, TaskSpec, load_adapter
+from rlgpt.files import atomic_target
 from rlgpt.tools.rollouts import as_predicate, in_worker, inventory_items, rollout_env, why_failed
 
 MAX_GIF_FRAMES = 400
@@ -260,10 +261,9 @@ def _grab(env: Any, frames: list[np.ndarray]) -> None:
 def _write_gif(path: Path, frames: list[np.ndarray]) -> str:
     import imageio.v2 as imageio
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.gif")
-    imageio.mimsave(tmp, list[Any](frames), duration=0.1, loop=0)
-    tmp.replace(path)
+    with atomic_target(path) as tmp:
+        # The temporary name does not end in .gif: name the format.
+        imageio.mimsave(tmp, list[Any](frames), format="GIF", duration=0.1, loop=0)
     return str(path.resolve())
 
 

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 from typing_extensions import TypedDict
 
+from rlgpt.actions.sandbox import SandboxLimits
 from rlgpt.envs.base import Predicate, ShapingTerm
 
 
@@ -43,7 +44,7 @@ class RLJob(BaseModel):
         default=None, description="Action-library root holding `action_names` and `prelude`."
     )
     action_names: list[str] = Field(
-        default_factory=list, description="Library actions that join the 17 primitive actions."
+        default_factory=list, description="Library actions that join the env's primitive actions."
     )
     prelude: list[str] = Field(
         default_factory=list,
@@ -94,10 +95,14 @@ class RLJob(BaseModel):
         default=1_000, ge=1, description="Env steps between two progress events."
     )
     code_action_seconds: float = Field(
-        default=10.0, gt=0, description="Wall-time budget of one code-action call."
+        default=SandboxLimits().wall_seconds,
+        gt=0,
+        description="Wall-time budget of one code-action call.",
     )
     code_action_max_steps: int = Field(
-        default=300, ge=1, description="Env-step budget of one code-action call (upper bound)."
+        default=SandboxLimits().max_steps,
+        ge=1,
+        description="Env-step budget of one code-action call (upper bound).",
     )
     privileged: bool = Field(default=False, description="Let skills read the full world map.")
 

@@ -3,30 +3,34 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from langchain_core.tools import StructuredTool
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 from rlgpt.actions.build import make_options_env
-from rlgpt.actions.library import ActionLibrary, atomic_write_text
+from rlgpt.actions.library import ActionLibrary
 from rlgpt.actions.sandbox import SandboxLimits
 from rlgpt.cancel import stop_check
 from rlgpt.envs.base import EnvSettings, load_adapter
+from rlgpt.files import atomic_target, atomic_write_text
 from rlgpt.logging import get_logger
+from rlgpt.tools.rl_callbacks import (
+    PeriodicCheckpoint,
+    ProgressFn,
+    ProgressReporter,
+    StepBudget,
+    StepCounter,
+    StopSignal,
+)
 from rlgpt.tools.rl_job import RLJob, RLResult
 from rlgpt.tools.vec_envs import FastDummyVecEnv
 
 log = get_logger("rlgpt.rl_pipeline")
-
-ProgressFn = Callable[[dict[str, Any]], None]
 
 
 @dataclass
@@ -102,149 +106,6 @@ def _tensorboard_available() -> bool:
     return True
 
 
-class RLProgressCallback(BaseCallback):
-    """Counts env steps, records episodes, streams progress and stops at the env-step budget."""
-
-    def __init__(
-        self,
-        policy_name: str,
-        budget: int,
-        every: int,
-        on_progress: ProgressFn | None = None,
-        should_stop: Callable[[], bool] | None = None,
-        checkpoint: Callable[[RLProgressCallback], None] | None = None,
-        checkpoint_every: int = 0,
-    ) -> None:
-        super().__init__(verbose=0)
-        self.checkpoint = checkpoint
-        self.checkpoint_every = checkpoint_every
-        self._next_checkpoint = checkpoint_every
-        self.policy_name = policy_name
-        self.budget = budget
-        self.every = every
-        self.on_progress = on_progress
-        self.should_stop = should_stop
-        self.env_steps = 0
-        self.prelude_env_steps = 0
-        self.agent_steps = 0
-        self.episodes: list[dict[str, Any]] = []
-        self.recent: deque[dict[str, Any]] = deque(maxlen=20)
-        self.stopped_early = False
-        self.code_action_errors = 0
-        self._next_emit = every
-        self._started = time.monotonic()
-        self._steps_at_start = 0
-
-    def _on_training_start(self) -> None:
-        self._started = time.monotonic()
-        self._steps_at_start = self.env_steps  # a resumed job counts only its own steps
-
-    @property
-    def training_rate(self) -> float:
-        """Env steps per second since training (or this resumed attempt) started."""
-        elapsed = max(time.monotonic() - self._started, 1e-9)
-        return (self.env_steps - self._steps_at_start) / elapsed
-
-    def _on_step(self) -> bool:
-        infos: list[dict[str, Any]] = self.locals.get("infos", [])
-        for info in infos:
-            self.agent_steps += 1
-            self.env_steps += int(info.get("env_steps", 1))
-            self.prelude_env_steps += int(info.get("prelude_env_steps", 0))
-            if "code_action_error" in info:
-                self.code_action_errors += 1
-            summary = info.get("episode_summary")
-            if summary is not None:
-                record = {
-                    "episode": len(self.episodes) + 1,
-                    "env_steps": self.env_steps,
-                    "length": int(summary["env_steps"]),
-                    "agent_steps": int(summary["agent_steps"]),
-                    "return": float(summary["return"]),
-                    "success": bool(summary["success"]),
-                }
-                self.episodes.append(record)
-                self.recent.append(record)
-        if self.env_steps >= self._next_emit:
-            self._emit()
-            self._next_emit = (self.env_steps // self.every + 1) * self.every
-        if self.checkpoint is not None and 0 < self._next_checkpoint <= self.env_steps:
-            self.checkpoint(self)
-            every = self.checkpoint_every
-            self._next_checkpoint = (self.env_steps // every + 1) * every
-        if self.env_steps >= self.budget:
-            return False
-        if self.should_stop is not None and self.should_stop():
-            self.stopped_early = True
-            return False
-        return True
-
-    def _on_training_end(self) -> None:
-        self._emit(final=True)
-
-    def counters(self) -> dict[str, Any]:
-        """What a resumed job needs to continue counting where this one stopped."""
-        return {
-            "env_steps": self.env_steps,
-            "prelude_env_steps": self.prelude_env_steps,
-            "agent_steps": self.agent_steps,
-            "code_action_errors": self.code_action_errors,
-            "episodes": self.episodes,
-        }
-
-    def restore(self, counters: dict[str, Any]) -> None:
-        """Continue from a checkpoint's counters."""
-        self.env_steps = int(counters["env_steps"])
-        self.prelude_env_steps = int(counters["prelude_env_steps"])
-        self.agent_steps = int(counters["agent_steps"])
-        self.code_action_errors = int(counters["code_action_errors"])
-        self.episodes = list(counters["episodes"])
-        self.recent.extend(self.episodes[-20:])
-        self._next_emit = (self.env_steps // self.every + 1) * self.every
-        if self.checkpoint_every:
-            every = self.checkpoint_every
-            self._next_checkpoint = (self.env_steps // every + 1) * every
-
-    @property
-    def success_rate(self) -> float:
-        """Success rate of the last 20 finished episodes (0 when none finished)."""
-        if not self.recent:
-            return 0.0
-        return sum(bool(e["success"]) for e in self.recent) / len(self.recent)
-
-    @property
-    def mean_return(self) -> float:
-        """Mean return of the last 20 finished episodes."""
-        if not self.recent:
-            return 0.0
-        return sum(float(e["return"]) for e in self.recent) / len(self.recent)
-
-    def progress(self, final: bool = False) -> dict[str, Any]:
-        """The current progress event."""
-        return {
-            "event": "rl_progress",
-            "policy": self.policy_name,
-            "env_steps": self.env_steps,
-            "agent_steps": self.agent_steps,
-            "budget": self.budget,
-            "episodes": len(self.episodes),
-            "success_rate": round(self.success_rate, 4),
-            "mean_return": round(self.mean_return, 4),
-            "steps_per_second": round(self.training_rate, 1),
-            "code_action_errors": self.code_action_errors,
-            "final": final,
-        }
-
-    def _emit(self, final: bool = False) -> None:
-        event = self.progress(final)
-        log.info("rl_progress", **{k: v for k, v in event.items() if k != "event"})
-        if self.on_progress is not None:
-            try:
-                self.on_progress(event)
-            except Exception as exc:  # a broken listener must not end training
-                log.warning("progress_listener_failed", error=repr(exc))
-
-
 def make_vec_env(job: RLJob) -> Any:
     """The job's vectorized env: supervised workers when library actions run, else in-process.
 
@@ -271,13 +132,9 @@ def make_vec_env(job: RLJob) -> Any:
 
 def _save_model(model: Any, path: Path) -> None:
     """Save an SB3 model so that a reader (or a killed writer) never leaves a torn zip."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".zip")
-    os.close(fd)
-    try:
+    # The temporary name has a suffix, so SB3 writes it as is (it adds `.zip` to bare names).
+    with atomic_target(path) as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 @dataclass
@@ -300,10 +157,10 @@ class ResumePoint:
         """The checkpointed counters and finished episodes."""
         return self.out / "resume.json"
 
-    def save(self, callback: RLProgressCallback) -> None:
-        """Checkpoint the callback's model and counters."""
-        _save_model(callback.model, self.policy)
-        atomic_write_text(self.counters, json.dumps(callback.counters()))
+    def save(self, model: Any, counter: StepCounter) -> None:
+        """Checkpoint the model and the job's counters."""
+        _save_model(model, self.policy)
+        atomic_write_text(self.counters, json.dumps(counter.counters()))
 
     def load(self) -> dict[str, Any] | None:
         """The counters of the last checkpoint, or None when there is none (or it is unusable)."""
@@ -355,63 +212,66 @@ def train_policy(
     policy = "MlpPolicy" if job.observation == "symbolic" else "CnnPolicy"
     kwargs = job.ppo_kwargs() | {"tensorboard_log": tb_dir or None}
     resume = ResumePoint(out)
-    callback = RLProgressCallback(
-        job.policy_name,
-        job.timesteps,
-        job.progress_every,
-        on_progress,
-        should_stop,
-        checkpoint=resume.save if job.checkpoint_every else None,
-        checkpoint_every=job.checkpoint_every,
-    )
+    counter = StepCounter()
+    stop = StopSignal(should_stop or (lambda: False))
+    model: Any = None
+    callbacks: list[BaseCallback] = [
+        counter,
+        ProgressReporter(counter, job.policy_name, job.timesteps, job.progress_every, on_progress),
+    ]
+    if job.checkpoint_every:
+        callbacks.append(
+            PeriodicCheckpoint(counter, job.checkpoint_every, lambda: resume.save(model, counter))
+        )
+    callbacks += [StepBudget(counter, job.timesteps), stop]
     try:
         algo_cls = algo_class(algo)
         counters = resume.load() if job.checkpoint_every else None
         if counters is not None:
             # An earlier attempt was interrupted: continue from its last saved policy.
-            model: Any = algo_cls.load(
+            model = algo_cls.load(
                 resume.policy, env=vec_env, device="cpu", tensorboard_log=tb_dir or None
             )
-            callback.restore(counters)
-            log.info("rl_resumed", policy=job.policy_name, env_steps=callback.env_steps)
+            counter.restore(counters)
+            log.info("rl_resumed", policy=job.policy_name, env_steps=counter.env_steps)
         else:
             model = algo_cls(policy, vec_env, **kwargs)
-        resumed_from = callback.env_steps
+        resumed_from = counter.env_steps
         # Agent steps never exceed env steps, so the env-step budget ends training first.
-        remaining = job.timesteps - callback.env_steps
+        remaining = job.timesteps - counter.env_steps
         training_rate = 0.0
         if remaining > 0:
             model.learn(
                 total_timesteps=remaining,
-                callback=callback,
+                callback=CallbackList(callbacks),
                 tb_log_name=job.policy_name,
                 progress_bar=False,
                 reset_num_timesteps=counters is None,
             )
-            training_rate = callback.training_rate
+            training_rate = counter.training_rate
         policy_path = out / f"{job.policy_name}.zip"
         _save_model(model, policy_path)
         if job.checkpoint_every:
-            resume.save(callback)
+            resume.save(model, counter)
     finally:
         vec_env.close()
     wall = time.monotonic() - started
     curve_path = out / f"{job.policy_name}.curve.json"
     # One record per finished episode; `env_steps` is the training total when it ended.
-    atomic_write_text(curve_path, json.dumps(callback.episodes, indent=1) + "\n")
+    atomic_write_text(curve_path, json.dumps(counter.episodes, indent=1) + "\n")
     return RLResult(
         policy_path=str(policy_path.resolve()),
         action_names=list(job.action_names),
         algo=algo,
-        env_steps=callback.env_steps,
-        prelude_env_steps=callback.prelude_env_steps,
-        agent_steps=callback.agent_steps,
-        episodes=len(callback.episodes),
+        env_steps=counter.env_steps,
+        prelude_env_steps=counter.prelude_env_steps,
+        agent_steps=counter.agent_steps,
+        episodes=len(counter.episodes),
         wall_time=round(wall, 3),
-        steps_per_second=round((callback.env_steps - resumed_from) / max(wall, 1e-9), 1),
+        steps_per_second=round((counter.env_steps - resumed_from) / max(wall, 1e-9), 1),
         training_steps_per_second=round(training_rate, 1),
-        train_success_rate=callback.success_rate,
-        stopped_early=callback.stopped_early,
+        train_success_rate=counter.success_rate,
+        stopped_early=stop.stopped and counter.env_steps < job.timesteps,
         curve_path=str(curve_path.resolve()),
         tensorboard_dir=str(Path(tb_dir).resolve()) if tb_dir else "",
         tensorboard_note=tb_note,

@@ -5,6 +5,9 @@ through RLGPT_LOCAL_LLM_URL, so every `local:<model>` string reaches it: most te
 need a working endpoint. `qwen_server` runs the real default model (`qwen2.5-coder-1.5b`)
 for the module that asks for it; a test reaches it by pointing RLGPT_LOCAL_LLM_URL at its
 `base_url`.
+
+`postgres_url` is a private PostgreSQL cluster on 127.0.0.1 for the test module that asks
+for it (skipped where PostgreSQL is not installed).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from rlgpt.llm.local_server import URL_ENV, LocalServer, LocalServerConfig, server_answers
+from tests.integration.postgres import PostgresUnavailable, running_postgres
 
 #: The model of the session server: small and fast.
 FAST_MODEL = "smollm2"
@@ -49,3 +53,14 @@ def qwen_server() -> Iterator[LocalServer]:
     with server as url:
         yield server
     _check_stopped(server, url)
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A private PostgreSQL cluster for the module (skipped where PostgreSQL is not installed)."""
+    try:
+        with running_postgres() as cluster:
+            print(f"postgres started in {cluster.start_seconds:.1f}s on port {cluster.port}")
+            yield cluster.url
+    except PostgresUnavailable as exc:
+        pytest.skip(str(exc))

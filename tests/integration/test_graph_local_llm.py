@@ -12,12 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.memory import InMemorySaver
 
-from rlgpt.graph.builder import builder
 from rlgpt.graph.context import Context
 from rlgpt.llm.local_server import URL_ENV
+from tests.helpers import run_graph
 
 pytestmark = pytest.mark.integration
 
@@ -44,14 +42,7 @@ SMALL = {
 
 def test_full_graph_on_the_local_model(local_server: Any, tmp_path: Path) -> None:
     ctx = Context(runs_dir=str(tmp_path), gif=True, **{**SMALL, "max_outer_loops": 0})  # type: ignore[arg-type]
-    graph = builder.compile(checkpointer=InMemorySaver())
-    config: RunnableConfig = {"configurable": {"thread_id": "local-1"}}
-    nodes: list[str] = []
-    for update in graph.stream(
-        {"task": "crafter:collect_wood"}, config, context=ctx, stream_mode="updates"
-    ):
-        nodes.extend(update)
-    state = graph.get_state(config).values
+    state, nodes = run_graph("crafter:collect_wood", ctx, "local-1")
     assert nodes[0] == "start" and nodes[-1] == "report"
     assert state["usage"]["planner"]["calls"] >= 1
     assert state["usage"]["planner"]["output_tokens"] > 0

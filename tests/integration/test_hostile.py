@@ -6,6 +6,7 @@ import hashlib
 import os
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,26 +15,19 @@ import pytest
 
 from rlgpt.actions.build import OptionsEnvFactory
 from rlgpt.actions.library import ActionLibrary
-from rlgpt.actions.sandbox import CodeActionRejected, SandboxLimits, check_code
+from rlgpt.actions.sandbox import CodeActionRejected, check_code
 from rlgpt.actions.vec_workers import SupervisedSubprocVecEnv
 from rlgpt.envs.base import EnvSettings
 from rlgpt.envs.crafter.adapter import CrafterAdapter
 from rlgpt.tools.code_check import check_code_action
+from tests.helpers import CPU_LIMITS
 
 pytestmark = pytest.mark.integration
 
 SKILLS = [s.name for s in CrafterAdapter().skill_specs()]
 SCORE = CrafterAdapter().task("crafter:score")
 MARKER = "/tmp/rlgpt_hostile_marker"
-# CPU is the tighter limit here, so busy code ends as a `cpu` error even on a loaded machine.
-LIMITS = SandboxLimits(
-    wall_seconds=20.0,
-    cpu_seconds=1.0,
-    hard_stop_grace_seconds=1.0,
-    memory_mb=512,
-    max_steps=30,
-    recursion_depth=100,
-)
+LIMITS = replace(CPU_LIMITS, memory_mb=512, max_steps=30, recursion_depth=100)
 
 # (name, source, expected static-check message)
 STATIC_CASES: list[tuple[str, str, str]] = [

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from rlgpt.actions.grammar import code_grammar
-from rlgpt.envs.base import SkillParam, SkillSpec
 from rlgpt.graph.schemas import Plan, RLSetup, Verdict
 from rlgpt.llm import LLMError, LLMSettings, ask_code, ask_structured
 from rlgpt.llm.local_server import (
@@ -26,33 +25,11 @@ from rlgpt.llm.local_server import (
     shared_base_url,
     stop_shared_servers,
 )
-from rlgpt.nodes.prompts import (
-    coder_code_messages,
-    coder_rl_messages,
-    critic_messages,
-    planner_messages,
-    planner_schema,
-    rl_setup_schema,
-    skills_doc,
-    verdict_schema,
-)
+from rlgpt.nodes import prompts
+from tests.helpers import SPECS
 
 pytestmark = pytest.mark.integration
 
-SPECS = [
-    SkillSpec("count", (SkillParam("item", "str"),), "int", "How many are held.", "perception"),
-    SkillSpec("sees", (SkillParam("target", "str"),), "bool", "Target in view.", "perception"),
-    SkillSpec(
-        "go_to",
-        (SkillParam("target", "str"), SkillParam("max_steps", "int", default=50)),
-        "bool",
-        "Walk next to the nearest visible target.",
-        "navigation",
-        True,
-    ),
-    SkillSpec("do", (), "bool", "Interact with the facing tile.", "interaction", True),
-    SkillSpec("explore", (SkillParam("steps", "int"),), "None", "Walk around.", "navigation", True),
-]
 VOCAB = {"targets": ["tree", "water", "stone"], "items": ["wood", "stone"]}
 MANUAL = (
     "Facing a tree and interacting gives 1 wood (achievement collect_wood). "
@@ -75,12 +52,12 @@ def local_settings(max_tokens: int) -> LLMSettings:
 
 
 def test_plan_is_schema_constrained(local_server: LocalServer) -> None:
-    messages = planner_messages(
-        "collect_wood", "Collect one wood.", MANUAL, skills_doc(SPECS), None, None
+    messages = prompts.planner_messages(
+        "collect_wood", "Collect one wood.", MANUAL, prompts.skills_doc(SPECS), None, None
     )
     vocabulary = {"achievements": ["collect_wood", "place_table"], "items": ["wood", "stone"]}
     names = [*vocabulary["achievements"], *vocabulary["items"]]
-    schema = planner_schema(vocabulary)
+    schema = prompts.planner_schema(vocabulary)
     # Room for a long plan (the schema admits a rationale and up to 8 steps), not only a
     # short one: this model fills lists.
     result = ask_structured("planner", local_settings(1200), Plan, messages, json_schema=schema)
@@ -96,8 +73,8 @@ def test_rl_setup_and_verdict(local_server: LocalServer) -> None:
         "coder",
         local_settings(200),
         RLSetup,
-        coder_rl_messages(STEP, ["find_tree"], None),
-        json_schema=rl_setup_schema(["find_tree"], ["wood", "stone"]),
+        prompts.coder_rl_messages(STEP, ["find_tree"], None),
+        json_schema=prompts.rl_setup_schema(["find_tree"], ["wood", "stone"]),
     )
     assert 10 <= setup.value.episode_length <= 10000
     assert set(setup.value.code_actions) <= {"find_tree"}
@@ -111,15 +88,15 @@ def test_rl_setup_and_verdict(local_server: LocalServer) -> None:
         "critic",
         local_settings(200),
         Verdict,
-        critic_messages("collect_wood", {"sub_actions": [STEP]}, evaluation, []),
-        json_schema=verdict_schema(["get_wood"]),
+        prompts.critic_messages("collect_wood", {"sub_actions": [STEP]}, evaluation, []),
+        json_schema=prompts.verdict_schema(["get_wood"]),
     )
     assert verdict.value.route in ("coder", "planner", "end")
     assert set(verdict.value.subaction_ids) <= {"get_wood"}
 
 
 def test_code_action_through_the_grammar(local_server: LocalServer) -> None:
-    messages = coder_code_messages(STEP, MANUAL, skills_doc(SPECS), None, None)
+    messages = prompts.coder_code_messages(STEP, MANUAL, prompts.skills_doc(SPECS), None, None)
     result = ask_code("coder", local_settings(300), messages, grammar=code_grammar(SPECS, VOCAB))
     code = result.value.code
     tree = ast.parse(code)
@@ -143,7 +120,7 @@ def test_unreachable_endpoint_fails_fast() -> None:
     settings = LLMSettings(model=f"http://127.0.0.1:{port}/v1#m", max_retries=1, timeout=5)
     started = time.monotonic()
     with pytest.raises(LLMError) as info:
-        ask_structured("critic", settings, Verdict, critic_messages("t", {}, {}, []))
+        ask_structured("critic", settings, Verdict, prompts.critic_messages("t", {}, {}, []))
     assert info.value.kind == "unreachable"
     assert time.monotonic() - started < 5
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,33 +13,11 @@ from rlgpt.checkpoint import CheckpointerUnavailable, open_checkpointer
 from rlgpt.graph.builder import builder
 from rlgpt.graph.context import Context
 from rlgpt.server_checkpointer import URL_ENV, ServerCheckpointerSettings
-from tests.integration.postgres import PostgresUnavailable, free_port, running_postgres
+from tests.helpers import coder_output, rl_plan
+from tests.integration.postgres import free_port
 
 TASK = "crafter:collect_wood"
-PLAN: dict[str, Any] = {
-    "sub_actions": [
-        {
-            "id": "get_wood",
-            "description": "Collect one piece of wood.",
-            "predicate": {"kind": "inventory", "name": "wood", "at_least": 1},
-            "method": "rl",
-            "reason": "Learned.",
-        }
-    ],
-    "rationale": "One learned step.",
-}
-SETUP = {"code_actions": [], "shaping": [], "episode_length": 100, "start_after_previous": False}
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    """A private PostgreSQL cluster for the module (skipped where PostgreSQL is not installed)."""
-    try:
-        with running_postgres() as cluster:
-            print(f"postgres started in {cluster.start_seconds:.1f}s on port {cluster.port}")
-            yield cluster.url
-    except PostgresUnavailable as exc:
-        pytest.skip(str(exc))
+PLAN = rl_plan()
 
 
 def _start_and_plan(target: str, runs_dir: Path, thread_id: str) -> dict[str, Any]:
@@ -55,11 +32,7 @@ def _start_and_plan(target: str, runs_dir: Path, thread_id: str) -> dict[str, An
             interrupt_before=["planner"],
         )
         assert graph.get_state(config).next == ("planner",)
-        graph.update_state(
-            config,
-            {"plan": PLAN, "setups": {"get_wood": SETUP}, "todo": ["get_wood"]},
-            as_node="coder",
-        )
+        graph.update_state(config, coder_output(PLAN), as_node="coder")
         return dict(graph.get_state(config).config)
 
 
@@ -89,16 +62,12 @@ def test_postgres_saver_keeps_runs_and_forks_them(postgres_url: str, tmp_path: P
     assert state.values["plan"]["sub_actions"][0]["id"] == "get_wood"
     assert Path(state.values["run_dir"]).is_dir() and steps >= 4
     # Time travel: a different plan entered at the same checkpoint makes a second branch.
-    other = {**PLAN, "sub_actions": [{**PLAN["sub_actions"][0], "id": "chop_tree"}]}
+    other = rl_plan("chop_tree")
     config: RunnableConfig = {"configurable": {"thread_id": "pg-1"}}
     with open_checkpointer(postgres_url) as saver:
         graph = builder.compile(checkpointer=saver)
         before = next(s for s in graph.get_state_history(config) if s.next == ("planner",))
-        forked = graph.update_state(
-            before.config,
-            {"plan": other, "setups": {"chop_tree": SETUP}, "todo": ["chop_tree"]},
-            as_node="coder",
-        )
+        forked = graph.update_state(before.config, coder_output(other), as_node="coder")
         history = list(graph.get_state_history(config))
     branches = {
         s.values["plan"]["sub_actions"][0]["id"]

@@ -124,6 +124,19 @@ class _GraphState(TypedDict, total=False):
     result: dict[str, Any]
 
 
+def _score_job(output_dir: Path, policy_name: str, predicate: Predicate, **settings: Any) -> RLJob:
+    """A job on `crafter:score` toward `predicate`: 64-step rollouts, progress every 100 steps."""
+    return RLJob(
+        task="crafter:score",
+        predicate=predicate,
+        n_steps=64,
+        progress_every=100,
+        output_dir=str(output_dir),
+        policy_name=policy_name,
+        **settings,
+    )
+
+
 def test_tool_streams_progress_in_a_graph_and_stops_early(tmp_path: Path) -> None:
     library = ActionLibrary(tmp_path / "library")
     library.add_code(
@@ -138,18 +151,15 @@ def test_tool_streams_progress_in_a_graph_and_stops_early(tmp_path: Path) -> Non
 
     graph = StateGraph(_GraphState).add_node("train", train).add_edge(START, "train").compile()
     # A sub-task that starts after an earlier plan step (the prelude collects two wood).
-    job = RLJob(
-        task="crafter:score",
-        predicate=Predicate(kind="achievement", name="place_table"),
-        shaping=[("sapling", 0.1)],  # type: ignore[list-item]
-        library_dir=str(library.root),
-        prelude=["collect_wood"],
+    job = _score_job(
+        tmp_path / "tool",
+        "table_after_wood",
+        Predicate(kind="achievement", name="place_table"),
         episode_length=60,
         timesteps=400,
-        n_steps=64,
-        progress_every=100,
-        output_dir=str(tmp_path / "tool"),
-        policy_name="table_after_wood",
+        shaping=[("sapling", 0.1)],
+        library_dir=str(library.root),
+        prelude=["collect_wood"],
     )
     events: list[Any] = []
     final: dict[str, Any] = {}
@@ -172,16 +182,8 @@ def test_tool_streams_progress_in_a_graph_and_stops_early(tmp_path: Path) -> Non
     assert result["episodes"] > 0 and result["train_success_rate"] > 0
 
     # Outside a graph the tool runs without a stream writer.
-    plain = RLJob(
-        task="crafter:score",
-        predicate=Predicate(kind="inventory", name="wood"),
-        episode_length=50,
-        timesteps=200,
-        n_steps=64,
-        progress_every=100,
-        output_dir=str(tmp_path / "plain"),
-        policy_name="wood",
-    )
+    wood = Predicate(kind="inventory", name="wood")
+    plain = _score_job(tmp_path / "plain", "wood", wood, episode_length=50, timesteps=200)
     assert rl_pipeline.invoke(plain.model_dump(mode="json"))["env_steps"] == 200
 
     # should_stop ends training early; the policy is still saved.

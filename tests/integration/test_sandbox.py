@@ -20,6 +20,7 @@ from rlgpt.envs.base import EnvSettings, Predicate, resolve_task
 from rlgpt.envs.crafter.adapter import CrafterAdapter
 from rlgpt.envs.crafter.env import CrafterConfig, CrafterEnv
 from rlgpt.tools.code_check import check_code_action
+from tests.helpers import CPU_LIMITS
 
 pytestmark = pytest.mark.integration
 
@@ -256,7 +257,6 @@ def test_plan_evaluation_goes_on_after_a_worker_is_killed(tmp_path: Path) -> Non
 
     lib = ActionLibrary(tmp_path)
     lib.add_code("stuck", "def run(api):\n    return sum(range(10 ** 18)) > 0\n")
-    limits = SandboxLimits(wall_seconds=20.0, cpu_seconds=1.0, hard_stop_grace_seconds=1.0)
     result = evaluate_plan(
         resolve_task("crafter", "crafter:collect_wood"),
         [{"subaction": "s1", "predicate": None, "action": "stuck"}],
@@ -264,7 +264,7 @@ def test_plan_evaluation_goes_on_after_a_worker_is_killed(tmp_path: Path) -> Non
         seeds=[0, 1],
         max_steps_per_subaction=20,
         settings=EnvSettings(episode_length=40),
-        limits=limits,
+        limits=CPU_LIMITS,
     )
     assert result["episodes"] == 2 and result["task_success_rate"] == 0.0
     assert [f["seed"] for f in result["failures"]] == [0, 1]

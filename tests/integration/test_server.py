@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -21,14 +15,21 @@ import pytest
 from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 
-from rlgpt.cli import serve_command, serve_env
 from rlgpt.llm.local_server import URL_ENV, free_port
-from tests.integration.postgres import PostgresUnavailable, running_postgres
+from rlgpt.serve import serve_env
+from tests.helpers import coder_output, rl_plan
+from tests.integration.servers import (
+    GRAPH,
+    GraphServer,
+    graph_server,
+    serve_config,
+    start_logged,
+    stop_group,
+    wait_answering,
+)
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-GRAPH = "rlgpt"
 TASK = "crafter:collect_wood"
 
 # Tiny budgets: every Context field can be set per run or per assistant.
@@ -50,136 +51,7 @@ SMALL: dict[str, Any] = {
     "llm_max_retries": 0,
 }
 
-PLAN: dict[str, Any] = {
-    "sub_actions": [
-        {
-            "id": "get_wood",
-            "description": "Collect one piece of wood from a tree.",
-            "predicate": {"kind": "inventory", "name": "wood", "at_least": 1},
-            "method": "rl",
-            "reason": "Finding and facing a tree is learned.",
-        }
-    ],
-    "rationale": "One learned step.",
-}
-SETUP = {"code_actions": [], "shaping": [], "episode_length": 100, "start_after_previous": False}
-
-
-def _plan(step_id: str, description: str) -> dict[str, Any]:
-    step = {**PLAN["sub_actions"][0], "id": step_id, "description": description}
-    return {**PLAN, "sub_actions": [step]}
-
-
-@dataclass
-class GraphServer:
-    """A running `langgraph dev` process."""
-
-    url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    start_seconds: float
-
-    def log_text(self) -> str:
-        """Everything the server wrote so far."""
-        return self.log_path.read_text(errors="replace")
-
-
-def serve_config(directory: Path, checkpointer: bool = False) -> Path:
-    """The project's langgraph.json with its paths made absolute, written into `directory`.
-
-    The server runs in `directory` (its in-memory store persists there), so relative paths
-    of the project file would not resolve.
-    """
-    config = json.loads((ROOT / "langgraph.json").read_text())
-
-    def absolute(spec: str) -> str:
-        path, _, attr = spec.partition(":")
-        return f"{(ROOT / path).resolve()}:{attr}" if path.startswith(".") else spec
-
-    config["graphs"] = {name: absolute(spec) for name, spec in config["graphs"].items()}
-    config["dependencies"] = [
-        str((ROOT / dep).resolve()) if dep.startswith(".") else dep
-        for dep in config.get("dependencies", ["."])
-    ]
-    if checkpointer:
-        config["checkpointer"] = {
-            "path": f"{ROOT / 'rlgpt' / 'server_checkpointer.py'}:checkpointer"
-        }
-    elif "checkpointer" in config:
-        config["checkpointer"] = {"path": absolute(config["checkpointer"]["path"])}
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "langgraph.json"
-    path.write_text(json.dumps(config, indent=2))
-    return path
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/ok", timeout=2) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def _group_alive(pgid: int) -> bool:
-    found = subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True, check=False)
-    return bool(found.stdout.split())
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    # The server is its own process group: server, threads' env workers, all go together.
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
-    deadline = time.monotonic() + 15
-    while _group_alive(process.pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if _group_alive(process.pid):
-        os.killpg(process.pid, signal.SIGKILL)
-        raise RuntimeError(f"processes of the graph server group {process.pid} outlived it")
-
-
-@contextmanager
-def graph_server(
-    directory: Path, env: dict[str, str], checkpointer: bool = False, timeout: float = 120.0
-) -> Iterator[GraphServer]:
-    """Start `langgraph dev` the way `rlgpt serve` does, on a free port; stop its process group."""
-    config = serve_config(directory / "server", checkpointer)
-    port = free_port()
-    command = serve_command(port, config)
-    if "--no-reload" not in command:
-        # Files the runs write must not restart the server mid-run.
-        command.append("--no-reload")
-    if "--n-jobs-per-worker" not in command:
-        # `langgraph dev` runs one run at a time unless told otherwise.
-        command += ["--n-jobs-per-worker", "4"]
-    log_path = directory / "server.log"
-    started = time.monotonic()
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            command,
-            cwd=config.parent,
-            env={**serve_env(), **env},
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        while not _answers(url):
-            if process.poll() is not None:
-                raise RuntimeError(f"langgraph dev exited: {log_path.read_text()[-3000:]}")
-            if time.monotonic() - started > timeout:
-                raise RuntimeError(f"langgraph dev did not answer: {log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield GraphServer(url, process, log_path, time.monotonic() - started)
-    finally:
-        _stop(process)
+PLAN = rl_plan()
 
 
 def listen_addresses(port: int) -> set[str]:
@@ -206,28 +78,16 @@ def test_rlgpt_serve_prints_the_studio_url_and_binds_loopback(tmp_path: Path) ->
     port = free_port()
     log_path = tmp_path / "serve.log"
     command = [sys.executable, "-m", "rlgpt.cli", "serve", "--port", str(port)]
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [*command, "--config", str(config)],
-            cwd=config.parent,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = start_logged([*command, "--config", str(config)], config.parent, log_path)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while not _answers(url):
-            assert process.poll() is None, log_path.read_text()[-3000:]
-            assert time.monotonic() < deadline, "rlgpt serve did not answer"
-            time.sleep(0.2)
+        wait_answering(url, process, log_path, 120, "rlgpt serve")
         text = log_path.read_text()
         assert "Studio" in text and f"baseUrl={url}" in text
         # 0100007F is 127.0.0.1 in /proc/net/tcp; nothing listens on other interfaces.
         assert listen_addresses(port) == {"0100007F"}
     finally:
-        _stop(process)
+        stop_group(process)
 
 
 @pytest.fixture(scope="module")
@@ -283,12 +143,7 @@ def prepare_thread(
         context=context,
         interrupt_before=["planner"],
     )
-    step = plan["sub_actions"][0]["id"]
-    client.threads.update_state(
-        thread_id,
-        {"plan": plan, "setups": {step: SETUP}, "todo": [step]},
-        as_node="coder",
-    )
+    client.threads.update_state(thread_id, coder_output(plan), as_node="coder")
     state = state_of(client, thread_id)
     assert state["next"] == ["rl_trainer"]
     return thread_id
@@ -408,7 +263,7 @@ def test_time_travel_forks_a_thread_with_an_edited_plan(
     client: SyncLangGraphClient, runs_dir: str
 ) -> None:
     context = {**SMALL, "runs_dir": runs_dir, "rl_timesteps": 256}
-    thread_id = prepare_thread(client, GRAPH, context, _plan("get_wood", "Branch A."))
+    thread_id = prepare_thread(client, GRAPH, context, rl_plan("get_wood", "Branch A."))
     client.runs.wait(thread_id, GRAPH, input=None, context=context)
     first = state_of(client, thread_id)
     assert first["values"]["plan"]["sub_actions"][0]["id"] == "get_wood"
@@ -418,11 +273,7 @@ def test_time_travel_forks_a_thread_with_an_edited_plan(
     # Branch B: a different plan entered at the same point, as if the coder had written it.
     edited = client.threads.update_state(
         thread_id,
-        {
-            "plan": _plan("chop_tree", "Branch B."),
-            "setups": {"chop_tree": SETUP},
-            "todo": ["chop_tree"],
-        },
+        coder_output(rl_plan("chop_tree", "Branch B.")),
         as_node="coder",
         checkpoint_id=fork_from,
     )
@@ -463,7 +314,7 @@ def test_cancel_mid_training_stops_the_worker(
 ) -> None:
     budget = 200_000
     context = {**SMALL, "runs_dir": runs_dir, "rl_timesteps": budget}
-    thread_id = prepare_thread(client, GRAPH, context, _plan("long_job", "A long training job."))
+    thread_id = prepare_thread(client, GRAPH, context, rl_plan("long_job", "A long training job."))
     run_dir = state_of(client, thread_id)["values"]["run_dir"]
     run_id = ""
     first: dict[str, Any] = {}
@@ -515,7 +366,7 @@ def test_node_timeout_stops_training_and_keeps_the_policy(
     client: SyncLangGraphClient, runs_dir: str
 ) -> None:
     context = {**SMALL, "runs_dir": runs_dir, "rl_timesteps": 200_000, "node_timeout": 4.0}
-    thread_id = prepare_thread(client, GRAPH, context, _plan("timed_job", "A timed job."))
+    thread_id = prepare_thread(client, GRAPH, context, rl_plan("timed_job", "A timed job."))
     started = time.monotonic()
     run = client.runs.create(thread_id, GRAPH, input=None, context=context)
     run_id = str(run["run_id"])
@@ -533,17 +384,6 @@ def test_node_timeout_stops_training_and_keeps_the_policy(
     assert record["stopped_early"] and record["env_steps"] < 200_000
     assert any(a["subaction"] == "timed_job" for a in values["library"].values())
     print(f"node_timeout 4s: trained {record['env_steps']} env steps, run took {seconds:.1f}s")
-
-
-@pytest.fixture()
-def postgres_url() -> Iterator[str]:
-    """A private PostgreSQL cluster on 127.0.0.1 for one test."""
-    try:
-        with running_postgres() as cluster:
-            print(f"postgres started in {cluster.start_seconds:.1f}s")
-            yield cluster.url
-    except PostgresUnavailable as exc:
-        pytest.skip(str(exc))
 
 
 def test_server_keeps_checkpoints_in_postgres(

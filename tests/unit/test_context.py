@@ -11,9 +11,23 @@ from rlgpt.graph.context import ConfigError, Context
 
 
 def test_every_field_has_a_description() -> None:
-    from dataclasses import fields
+    assert all(info.description for info in Context.model_fields.values())
 
-    assert all(f.metadata.get("description") for f in fields(Context))
+
+def test_settings_that_feed_a_lower_layer_take_its_defaults_and_bounds() -> None:
+    from rlgpt.actions.sandbox import SandboxLimits
+    from rlgpt.llm.settings import LLMSettings
+    from rlgpt.tools.rl_job import RLJob
+
+    ctx = Context()
+    assert ctx.llm_max_tokens == LLMSettings().max_tokens
+    assert ctx.code_action_seconds == SandboxLimits().wall_seconds
+    assert ctx.rl_n_steps == RLJob.model_fields["n_steps"].default
+    schema = Context.model_json_schema()["properties"]
+    assert (schema["rl_n_envs"]["minimum"], schema["rl_n_envs"]["maximum"]) == (1, 16)
+    job = Context(rl_n_envs=4, seed=3).rl_job(task="crafter:score", policy_name="p")
+    assert (job.n_envs, job.seed, job.env) == (4, 3, "crafter")
+    assert ctx.llm_settings("coder").timeout == ctx.llm_timeout
 
 
 def test_toml_file_and_overrides(tmp_path: Path) -> None:
@@ -28,12 +42,13 @@ def test_toml_file_and_overrides(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"rl_timestep": 5}, "unknown config field(s): rl_timestep"),
-        ({"rl_timesteps": "many"}, "rl_timesteps must be int"),
-        ({"rl_timesteps": 0}, "rl_timesteps must be a positive integer"),
-        ({"privileged": "yes"}, "privileged must be true or false"),
-        ({"success_threshold": 1.5}, "success_threshold must be in (0, 1]"),
-        ({"rl_algo": "dqn"}, "rl_algo must be auto, ppo or maskable_ppo"),
+        ({"rl_timestep": 5}, "unknown config field 'rl_timestep'"),
+        ({"rl_timesteps": "many"}, "rl_timesteps: input should be a valid integer (got 'many')"),
+        ({"rl_timesteps": 0}, "rl_timesteps: input should be greater than or equal to 1"),
+        ({"privileged": "yes"}, "privileged: input should be a valid boolean"),
+        ({"success_threshold": 1.5}, "success_threshold: input should be less than or equal to 1"),
+        ({"rl_algo": "dqn"}, "rl_algo: input should be 'auto', 'ppo' or 'maskable_ppo'"),
+        ({"seed": 9, "eval_seed": 9}, "eval_seed must be above the training seed range"),
     ],
 )
 def test_malformed_config_is_a_clear_error(values: dict[str, object], message: str) -> None:

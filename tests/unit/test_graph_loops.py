@@ -8,88 +8,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.memory import InMemorySaver
 
 from rlgpt.graph.builder import builder
 from rlgpt.graph.context import Context
 from tests.fakes import ScriptedChatModel
+from tests.helpers import GOOD_CODE, ONE_PASS, code, plan, run, undefined_name_code, verdict
 
-GOOD_CODE = """def run(api):
-    while api.count("wood") < 1:
-        if api.seen("tree"):
-            api.move_to("tree")
-            api.do()
-        else:
-            api.explore(10)
-    return True
-"""
-
-# Passes the static check, then fails at run time on every call (an undefined name).
-BROKEN_CODE = """def run(api):
-    while api.count("wood") < wood_needed:
-        api.move_to("tree")
-        api.do()
-    return True
-"""
-
-
-def plan(*steps: tuple[str, str, str, str]) -> str:
-    """A plan answer: (id, predicate kind, predicate name, method) per step."""
-    return json.dumps(
-        {
-            "sub_actions": [
-                {
-                    "id": sid,
-                    "description": f"get {name}",
-                    "predicate": {"kind": kind, "name": name},
-                    "method": method,
-                    "reason": "test",
-                }
-                for sid, kind, name, method in steps
-            ],
-            "rationale": "scripted",
-        }
-    )
-
-
-def code(source: str) -> str:
-    return json.dumps({"code": source, "explanation": "scripted"})
-
-
-def verdict(route: str, ids: list[str] | None = None, feedback: str = "") -> str:
-    return json.dumps({"route": route, "subaction_ids": ids or [], "feedback": feedback})
-
-
-def run(
-    task: str, tmp_path: Path, thread: str = "t1", **settings: Any
-) -> tuple[dict[str, Any], list[str]]:
-    """Run the graph to the end; returns the final state and the order of the nodes."""
-    # The critic's loops are under test here: no repairs inside the coder or the planner
-    # unless a test asks for them, and no library shared with other tests.
-    defaults: dict[str, Any] = {"plan_revisions": 0, "code_repairs": 0, "reuse_library": False}
-    ctx = Context(
-        planner_model="scripted:planner",
-        coder_model="scripted:coder",
-        critic_model="scripted:critic",
-        runs_dir=str(tmp_path),
-        eval_episodes=3,
-        code_check_episodes=2,
-        subaction_max_steps=250,
-        code_action_max_steps=250,
-        llm_max_retries=1,
-        gif=False,
-        **{**defaults, **settings},
-    )
-    graph = builder.compile(checkpointer=InMemorySaver())
-    config: RunnableConfig = {"configurable": {"thread_id": thread}}
-    order: list[str] = []
-    for update in graph.stream({"task": task}, config, context=ctx, stream_mode="updates"):
-        order.extend(update)
-    return dict(graph.get_state(config).values), order
+BROKEN_CODE = undefined_name_code("wood", "tree", "wood_needed")
 
 
 def test_inner_loop_fixes_a_broken_code_action(scripted: ScriptedChatModel, tmp_path: Path) -> None:
@@ -172,9 +99,7 @@ def test_malformed_answer_reaches_the_critic_as_an_error(
 
 def test_plugins_switch_per_run(scripted: ScriptedChatModel, tmp_path: Path) -> None:
     scripted.answers = [plan(("get_wood", "achievement", "collect_wood", "code")), code(GOOD_CODE)]
-    state, _ = run(
-        "crafter:collect_wood", tmp_path, critic="rules", max_inner_loops=0, max_outer_loops=0
-    )
+    state, _ = run("crafter:collect_wood", tmp_path, **ONE_PASS)
     assert state["verdicts"][-1]["source"] == "rules"
     assert "critic" not in state["usage"]
 

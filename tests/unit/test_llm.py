@@ -1,20 +1,24 @@
-"""Unit tests of the model layer with the scripted chat model: parsing, retries, errors,
-cache, accounting, the code grammar and the prompts."""
+"""Unit tests of the model layer with the scripted chat model and a loopback HTTP endpoint:
+parsing, retries, errors, cache, accounting, the code grammar and the prompts."""
 
 from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import openai
 import pytest
+from langchain_core.exceptions import ContextOverflowError
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_openai import ChatOpenAI
 
-from rlgpt import plugins
 from rlgpt.actions.grammar import CodeGrammarLimits, code_grammar
 from rlgpt.envs.base import SkillParam, SkillSpec
 from rlgpt.graph.context import Context
@@ -28,7 +32,7 @@ from rlgpt.llm import (
     restrict_schema,
     split_model,
 )
-from rlgpt.llm.local import bounded_json_schema
+from rlgpt.llm.local import LocalBackend, bounded_json_schema
 from rlgpt.llm.local_server import URL_ENV, shared_base_url
 from rlgpt.llm.openai_compat import OpenAIBackend, strict_json_schema
 from rlgpt.nodes import prompts as prompt_module
@@ -48,51 +52,19 @@ try:  # the HTTP library the installed OpenAI client is built on
 except ImportError:  # pragma: no cover
     import httpx as http  # type: ignore[no-redef]
 
-from tests.fakes import ScriptedBackend, ScriptedChatModel
+from tests.fakes import ScriptedChatModel, scripted_backend
+from tests.helpers import SPECS
 
 VERDICT_JSON = '{"route": "coder", "subaction_ids": ["get_wood"], "feedback": "retry"}'
 
-SPECS = [
-    SkillSpec("count", (SkillParam("item", "str"),), "int", "Items held.", "perception"),
-    SkillSpec("sees", (SkillParam("target", "str"),), "bool", "Target visible.", "perception"),
-    SkillSpec(
-        "go_to",
-        (SkillParam("target", "str"), SkillParam("max_steps", "int", default=50)),
-        "bool",
-        "Walk next to the nearest visible target.",
-        "navigation",
-        True,
-    ),
-    SkillSpec("do", (), "bool", "Interact with the facing tile.", "interaction", True),
-    SkillSpec(
-        "place",
-        (SkillParam("item", "str", choices=("stone", "table")),),
-        "bool",
-        "Place an item in front.",
-        "interaction",
-        True,
-    ),
-    SkillSpec("explore", (SkillParam("steps", "int"),), "None", "Wander.", "navigation", True),
-]
 VOCAB = {"targets": ["tree", "water"], "items": ["wood", "sapling"]}
-
-
-@pytest.fixture
-def scripted() -> Iterator[ScriptedChatModel]:
-    """A scripted model registered as backend `scripted`; answers are set by the test."""
-    model = ScriptedChatModel()
-    plugins.llms.register("scripted", ScriptedBackend(model))
-    yield model
-    plugins.llms.unregister("scripted")
 
 
 @pytest.fixture
 def grammar_scripted() -> Iterator[ScriptedChatModel]:
     """A scripted model on a backend that claims grammar support."""
-    model = ScriptedChatModel()
-    plugins.llms.register("scripted_g", ScriptedBackend(model, supports_grammar=True))
-    yield model
-    plugins.llms.unregister("scripted_g")
+    with scripted_backend("scripted_g", supports_grammar=True) as model:
+        yield model
 
 
 def settings(**overrides: Any) -> LLMSettings:
@@ -109,6 +81,102 @@ def status_error(cls: type[openai.APIStatusError], code: int) -> openai.APIStatu
 
 
 MESSAGES = [SystemMessage(content="judge"), HumanMessage(content="task")]
+
+
+# --------------------------------------------------------------------------- a loopback endpoint
+
+
+@dataclass
+class Reply:
+    """One scripted HTTP reply of the loopback endpoint."""
+
+    status: int = 200
+    text: str = VERDICT_JSON
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+@dataclass
+class Seen:
+    """One request the loopback endpoint received."""
+
+    at: float
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+class Endpoint(ThreadingHTTPServer):
+    """A chat-completions endpoint on 127.0.0.1 that plays scripted replies in order."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _EndpointHandler)
+        self.replies: list[Reply] = []
+        self.seen: list[Seen] = []
+        self.lock = threading.Lock()
+
+    def settings(self, **overrides: Any) -> LLMSettings:
+        """Settings whose model is this endpoint (through the OpenAI-compatible backend)."""
+        port = self.server_address[1]
+        return LLMSettings(model=f"http://127.0.0.1:{port}/v1#m", **{"timeout": 10, **overrides})
+
+
+class _EndpointHandler(BaseHTTPRequestHandler):
+    server: Endpoint
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+        with self.server.lock:
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            self.server.seen.append(Seen(time.monotonic(), headers, body))
+            script = self.server.replies
+            reply = script.pop(0) if script else Reply(500, "out of scripted replies")
+        time.sleep(reply.delay)
+        if reply.status == 200:
+            payload: dict[str, Any] = {
+                "id": "c1",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "m",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": reply.text},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+            }
+        else:
+            payload = {"error": {"message": reply.text, "type": "error"}}
+        data = json.dumps(payload).encode()
+        try:
+            self.send_response(reply.status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:
+            pass  # the client gave up (a timeout test): nobody reads the reply
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent: the tests read `Endpoint.seen` instead."""
+
+
+@pytest.fixture
+def endpoint() -> Iterator[Endpoint]:
+    """A loopback chat-completions endpoint; replies are set by the test."""
+    server = Endpoint()
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
 
 
 # --------------------------------------------------------------------------- settings
@@ -213,6 +281,7 @@ def test_cut_off_answer_is_truncated(scripted: ScriptedChatModel) -> None:
         (status_error(openai.AuthenticationError, 401), "auth"),
         (status_error(openai.InternalServerError, 500), "server"),
         (status_error(openai.BadRequestError, 400), "server"),
+        (ContextOverflowError("the prompt exceeds the context window"), "truncated"),
         (RuntimeError("boom"), "server"),
     ],
 )
@@ -224,11 +293,77 @@ def test_error_kinds(scripted: ScriptedChatModel, error: BaseException, kind: st
     assert type(info.value) is LLMError
 
 
-def test_transient_error_is_retried_then_succeeds(scripted: ScriptedChatModel) -> None:
+def test_error_from_the_client_is_not_asked_again(scripted: ScriptedChatModel) -> None:
+    # A chat model raises a transient error only once its own retries are spent.
     scripted.answers = [status_error(openai.InternalServerError, 503), VERDICT_JSON]
-    result = ask_structured("critic", settings(max_retries=1), Verdict, MESSAGES)
+    with pytest.raises(LLMError) as info:
+        ask_structured("critic", settings(max_retries=3), Verdict, MESSAGES)
+    assert info.value.kind == "server" and info.value.retryable
+    assert info.value.usage is not None and info.value.usage["calls"] == 1
+    assert scripted.remaining == 1
+
+
+def test_clients_are_built_with_the_settings_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(URL_ENV, "http://127.0.0.1:9")
+    opts = LLMSettings(max_retries=5)
+    remote = cast(ChatOpenAI, OpenAIBackend().chat_model("http://127.0.0.1:9/v1#m", opts))
+    local = cast(ChatOpenAI, LocalBackend().chat_model("smollm2", opts))
+    assert remote.max_retries == local.max_retries == 5
+    assert remote.root_client.max_retries == local.root_client.max_retries == 5
+
+
+def test_client_retries_honour_retry_after_then_answer(endpoint: Endpoint) -> None:
+    endpoint.replies = [Reply(429, "slow down", {"Retry-After": "1"}), Reply(503, "busy"), Reply()]
+    result = ask_structured("critic", endpoint.settings(max_retries=2), Verdict, MESSAGES)
     assert result.value.route == "coder"
+    assert [s.headers.get("x-stainless-retry-count") for s in endpoint.seen] == ["0", "1", "2"]
+    # The client's own first backoff is at most 0.5 s: a longer pause is the server's.
+    assert endpoint.seen[1].at - endpoint.seen[0].at >= 0.95
+    assert result.usage["calls"] == 1
+    assert (result.usage["input_tokens"], result.usage["output_tokens"]) == (11, 7)
+
+
+@pytest.mark.parametrize(
+    ("reply", "kind", "requests"),
+    [
+        (Reply(503, "busy", {"retry-after-ms": "10"}), "server", 3),
+        (Reply(429, "slow down", {"retry-after-ms": "10"}), "rate_limit", 3),
+        (Reply(200, delay=2.0), "timeout", 3),
+        (Reply(401, "bad key"), "auth", 1),
+        (Reply(400, "bad request"), "server", 1),
+    ],
+    ids=["server", "rate_limit", "timeout", "auth", "bad_request"],
+)
+def test_transient_errors_surface_after_the_client_retries(
+    endpoint: Endpoint, reply: Reply, kind: str, requests: int
+) -> None:
+    endpoint.replies = [reply] * 3 + [Reply()]
+    opts = endpoint.settings(max_retries=2, timeout=0.4 if reply.delay else 10)
+    with pytest.raises(LLMError) as info:
+        ask_structured("critic", opts, Verdict, MESSAGES)
+    assert info.value.kind == kind
+    assert len(endpoint.seen) == requests
+    assert info.value.usage is not None and info.value.usage["calls"] == 1
+
+
+def test_no_client_retries_when_max_retries_is_zero(endpoint: Endpoint) -> None:
+    endpoint.replies = [Reply(503, "busy"), Reply()]
+    with pytest.raises(LLMError) as info:
+        ask_structured("critic", endpoint.settings(max_retries=0), Verdict, MESSAGES)
+    assert info.value.kind == "server" and len(endpoint.seen) == 1
+
+
+def test_rejected_answer_over_http_is_asked_again(endpoint: Endpoint) -> None:
+    endpoint.replies = [Reply(text="no json here"), Reply(503, "busy"), Reply()]
+    result = ask_structured("critic", endpoint.settings(max_retries=1), Verdict, MESSAGES)
+    assert result.value.route == "coder"
+    # The second question is a new call of ours; its 503 is retried inside the client.
+    assert [s.headers.get("x-stainless-retry-count") for s in endpoint.seen] == ["0", "0", "1"]
+    again = endpoint.seen[1].body["messages"]
+    assert again[-2] == {"role": "assistant", "content": "no json here"}
+    assert "rejected" in again[-1]["content"] and again[-1]["role"] == "user"
     assert result.usage["calls"] == 2
+    assert (result.usage["input_tokens"], result.usage["output_tokens"]) == (22, 14)
 
 
 def test_bad_key_is_not_retried(scripted: ScriptedChatModel) -> None:

@@ -11,32 +11,24 @@ from langgraph.types import Command
 from rlgpt.graph.builder import builder
 from rlgpt.graph.context import Context
 from tests.fakes import ScriptedChatModel
-from tests.unit.test_graph_loops import GOOD_CODE, code, plan
+from tests.helpers import GOOD_CODE, ONE_PASS, advance, code, plan, scripted_context
 
 
 def _context(tmp_path: Any, **settings: Any) -> Context:
-    return Context(
-        planner_model="scripted:p",
-        coder_model="scripted:c",
-        critic="rules",
-        runs_dir=str(tmp_path),
+    return scripted_context(
+        tmp_path,
         eval_episodes=2,
         code_check_episodes=1,
         subaction_max_steps=200,
-        max_inner_loops=0,
-        max_outer_loops=0,
-        plan_revisions=0,
-        code_repairs=0,
-        reuse_library=False,
         gif=False,
+        **ONE_PASS,
         **settings,
     )
 
 
 def _advance(graph: Any, inputs: Any, config: Any, ctx: Context) -> Any:
-    for _ in graph.stream(inputs, config, context=ctx):
-        pass
-    return graph.get_state(config)
+    snapshot, _ = advance(graph, inputs, config, ctx)
+    return snapshot
 
 
 def test_plan_rejected_then_edited(scripted: ScriptedChatModel, tmp_path: Any) -> None:

@@ -11,7 +11,7 @@ from rlgpt.actions.library import SharedLibrary
 from rlgpt.envs.base import Predicate
 from rlgpt.envs.crafter.manual import plan_problems
 from tests.fakes import ScriptedChatModel
-from tests.unit.test_graph_loops import GOOD_CODE, code, plan, run
+from tests.helpers import GOOD_CODE, ONE_PASS, code, plan, run
 
 # Passes the static check, takes one step and claims success without any wood.
 CLAIMS_TOO_EARLY = """def run(api):
@@ -37,6 +37,9 @@ def test_rules_find_what_a_plan_lacks() -> None:
     assert plan_problems(steps)[1] == {"w": Predicate(kind="inventory", name="wood", at_least=3)}
     steps[0] = ("w", Predicate(kind="inventory", name="wood", at_least=3))
     assert plan_problems(steps) == ([], {})
+    # The same item collected again by a later step: the short step keeps its own count.
+    again = [("w", wood), ("t", _achievement("place_table")), ("w2", wood), ("p", steps[2][1])]
+    assert plan_problems(again) == ([], {"w": Predicate(kind="inventory", name="wood", at_least=2)})
     stone, _ = plan_problems([("s", _achievement("collect_stone"))])
     assert stone == [
         "s: collecting stone needs 1 wood_pickaxe in the inventory, which no earlier step "
@@ -71,10 +74,7 @@ def test_planner_revises_a_plan_the_rules_find_lacking(
         plan(("pick", "achievement", "make_wood_pickaxe", "code")),
         code(GOOD_CODE),
     ]
-    state, _ = run(
-        "crafter:place_table", tmp_path, plan_revisions=1, critic="rules", max_inner_loops=0,
-        max_outer_loops=0,
-    )  # fmt: skip
+    state, _ = run("crafter:place_table", tmp_path, plan_revisions=1, **ONE_PASS)
     revision = str(scripted.prompts[1][-1].content)
     assert "placing table uses 2 wood, but no step before it gets wood" in revision
     assert "- collect_wood: face tree and do" in revision  # the manual line that helps
@@ -86,6 +86,28 @@ def test_planner_revises_a_plan_the_rules_find_lacking(
     assert scripted.remaining == 0
 
 
+def test_planner_moves_a_step_the_rules_need_earlier() -> None:
+    from rlgpt.envs.base import load_adapter
+    from rlgpt.graph.schemas import Plan
+    from rlgpt.nodes.planner import reorder_by_rules, rule_problems
+
+    steps = [("wood", "inventory", "wood"), ("pick", "achievement", "make_wood_pickaxe")]
+    steps += [("table", "achievement", "place_table"), ("stone", "inventory", "stone")]
+    wrong = Plan.model_validate(json.loads(plan(*[(*s, "code") for s in steps])))
+    adapter = load_adapter("crafter")
+    problems, _ = rule_problems(adapter, wrong)
+    assert problems and "move step table before pick" in problems[0]
+    fixed, left = reorder_by_rules(adapter, wrong, problems)
+    assert left == []
+    assert [s.id for s in fixed.sub_actions] == ["wood", "table", "pick", "stone"]
+    # The counts follow the new order: enough wood for the table and the pickaxe.
+    assert fixed.sub_actions[0].predicate.at_least >= 2
+    # A plan the rules cannot fix by moving steps keeps its order and its problems.
+    alone = Plan.model_validate(json.loads(plan(("table", "achievement", "place_table", "code"))))
+    gap, _ = rule_problems(adapter, alone)
+    assert reorder_by_rules(adapter, alone, gap) == (alone, gap)
+
+
 def test_planner_raises_a_short_count_itself(scripted: ScriptedChatModel, tmp_path: Path) -> None:
     scripted.answers = [
         plan(
@@ -95,10 +117,7 @@ def test_planner_raises_a_short_count_itself(scripted: ScriptedChatModel, tmp_pa
         code(GOOD_CODE),
         code(GOOD_CODE),
     ]
-    state, _ = run(
-        "crafter:place_table", tmp_path, plan_revisions=2, critic="rules", max_inner_loops=0,
-        max_outer_loops=0,
-    )  # fmt: skip
+    state, _ = run("crafter:place_table", tmp_path, plan_revisions=2, **ONE_PASS)
     first = state["plan"]["sub_actions"][0]
     assert first["predicate"] == {"kind": "inventory", "name": "wood", "at_least": 2}
     assert first["description"].endswith("(inventory wood >= 2)")
@@ -132,18 +151,16 @@ def test_coder_repairs_code_with_the_checks_trace(
 def test_passed_code_is_reused_by_a_later_run(scripted: ScriptedChatModel, tmp_path: Path) -> None:
     steps = ("get_wood", "achievement", "collect_wood", "code")
     scripted.answers = [plan(steps), code(GOOD_CODE)]
-    first, _ = run("crafter:collect_wood", tmp_path, reuse_library=True, critic="rules",
-                   max_inner_loops=0, max_outer_loops=0)  # fmt: skip
+    first, _ = run("crafter:collect_wood", tmp_path, reuse_library=True, **ONE_PASS)
     assert first["library"]["get_wood"]["check"]["success_rate"] == 1.0
-    shared = SharedLibrary(tmp_path / "shared_library")
+    shared = SharedLibrary(tmp_path / "shared_library" / "crafter")  # one folder per env
     found = shared.find(_achievement("collect_wood"))
     assert found is not None and found[0] == GOOD_CODE
 
     # A second run (another thread) plans the same step: no coder call, the code is checked
     # again from this plan's start and used.
     scripted.answers.append(plan(("wood_first", "achievement", "collect_wood", "code")))
-    second, _ = run("crafter:collect_wood", tmp_path, reuse_library=True, critic="rules",
-                    max_inner_loops=0, max_outer_loops=0, thread="t2")  # fmt: skip
+    second, _ = run("crafter:collect_wood", tmp_path, reuse_library=True, thread="t2", **ONE_PASS)
     entry = second["library"]["wood_first"]
     assert "reused from the shared library" in entry["description"]
     assert entry["check"]["success_rate"] == 1.0

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import crafter
 import gymnasium as gym
 import numpy as np
 from crafter import objects
 
+from rlgpt.envs.crafter.balance import balance_chunk
+from rlgpt.envs.crafter.config import CrafterConfig
 from rlgpt.envs.crafter.constants import (
     ACTIONS,
     DIRECTIONS,
@@ -19,68 +19,13 @@ from rlgpt.envs.crafter.constants import (
     MATERIALS,
     NAME_TO_ID,
     OBJECT_IDS,
-    SCORE_TASK,
     STATUS_ITEMS,
     VIEW,
 )
-from rlgpt.envs.crafter.prefetch import (
-    WorldPrefetcher,
-    WorldRecipe,
-    forget_prefetcher,
-    replay_recipe,
-    shared_prefetcher,
-    start_world,
-)
+from rlgpt.envs.crafter.prefetch import NextWorld, replay_recipe, start_world
 from rlgpt.envs.crafter.skills.memory import MemoryMap
 from rlgpt.envs.crafter.tasks import get_task
 from rlgpt.envs.crafter.worldgen import generate_world
-from rlgpt.logging import get_logger
-
-log = get_logger("rlgpt.envs.crafter.env")
-
-
-def _described(default: Any, description: str) -> Any:
-    return field(default=default, metadata={"description": description})
-
-
-@dataclass(frozen=True)
-class CrafterConfig:
-    """Settings of one Crafter env."""
-
-    task: str = _described(SCORE_TASK, "Task name: crafter:<achievement> or crafter:score.")
-    observation: Literal["symbolic", "pixels"] = _described(
-        "symbolic", "'symbolic': flat one-hot local view + inventory; 'pixels': RGB image."
-    )
-    pixel_size: int = _described(64, "Side of the square RGB observation / render, in pixels.")
-    episode_length: int = _described(10000, "Steps after which the episode is truncated.")
-    privileged: bool = _described(
-        False, "Allow full_map() (the whole world's semantics) for skills; off = only seen cells."
-    )
-    terminate_on_success: bool = _described(
-        True, "End the episode (terminated) once an achievement task is solved."
-    )
-    shaping: tuple[tuple[str, float], ...] = _described(
-        (), "(inventory item, reward per unit gained); each unit is paid once per episode."
-    )
-    area: tuple[int, int] = _described((64, 64), "World size in cells (crafter's default 64x64).")
-    prefetch_worlds: bool = _described(
-        False,
-        "Generate the next episode's world in a helper process while this one runs (the same "
-        "worlds; resets get ~10x cheaper). For envs stepped in the training process.",
-    )
-
-    def __post_init__(self) -> None:
-        if self.observation not in ("symbolic", "pixels"):
-            raise ValueError(
-                f"observation must be 'symbolic' or 'pixels', not {self.observation!r}"
-            )
-        if self.pixel_size < 9:
-            raise ValueError("pixel_size must be at least 9")
-        if self.episode_length < 1:
-            raise ValueError("episode_length must be positive")
-        for item, _ in self.shaping:
-            if item not in ITEMS:
-                raise ValueError(f"shaping item {item!r} is not an inventory item: {ITEMS}")
 
 
 class CrafterEnv(gym.Env[np.ndarray, np.int64]):
@@ -129,8 +74,7 @@ class CrafterEnv(gym.Env[np.ndarray, np.int64]):
         self._task_done = False
         self._shaping_max: dict[str, int] = {}
         self._view_cache: tuple[np.ndarray, np.ndarray] | None = None
-        # (world seed, helper, ticket) of the next world asked for
-        self._pending_world: tuple[int, WorldPrefetcher, int] | None = None
+        self._next_world = NextWorld(self.area)
         self._memory = MemoryMap(self.area)
 
     # ----------------------------------------------------------------- gym API
@@ -150,13 +94,14 @@ class CrafterEnv(gym.Env[np.ndarray, np.int64]):
         self._episode += 1
         world = self._world
         world_seed = _world_seed(self._seed, self._episode)
-        recipe = self._take_prefetched(world_seed)
+        recipe = self._next_world.take(world_seed)
         player = start_world(world, world_seed)
         if recipe is not None:
             replay_recipe(world, player, recipe)
         else:
             generate_world(world, player)
-        self._prefetch(_world_seed(self._seed, self._episode + 1))
+        if self.config.prefetch_worlds:
+            self._next_world.request(_world_seed(self._seed, self._episode + 1))
         self._steps = 0
         self._game._step = 0
         self._game._update_time()
@@ -196,7 +141,7 @@ class CrafterEnv(gym.Env[np.ndarray, np.int64]):
                 obj.update()
         if self._steps % 10 == 0:
             for chunk, objs in self._world.chunks.items():
-                self._balance_chunk(chunk, objs)
+                balance_chunk(self._world, player, chunk, objs)
         self._view_cache = None
         health = player.health
         native = (health - self._last_health) / 10
@@ -368,86 +313,6 @@ class CrafterEnv(gym.Env[np.ndarray, np.int64]):
         return self._memory
 
     # ----------------------------------------------------------------- helpers
-    def _prefetch(self, world_seed: int) -> None:
-        """Have the next world generated in the helper process (when enabled)."""
-        if not self.config.prefetch_worlds:
-            return
-        prefetcher = shared_prefetcher(self.area)
-        if prefetcher is not None:
-            self._pending_world = (world_seed, prefetcher, prefetcher.request(world_seed))
-
-    def _take_prefetched(self, world_seed: int) -> WorldRecipe | None:
-        """The prefetched world when it is this one; None when there is none (or it is stale)."""
-        pending, self._pending_world = self._pending_world, None
-        if pending is None:
-            return None
-        seed, prefetcher, ticket = pending
-        if prefetcher.owner != os.getpid():
-            return None  # asked for by the parent of this forked process
-        try:
-            recipe = prefetcher.take(ticket)
-        except (EOFError, OSError, KeyError) as exc:
-            log.warning("world_prefetch_failed", error=repr(exc))
-            forget_prefetcher(self.area)
-            return None
-        # A reset with an explicit seed starts another sequence of worlds.
-        return recipe if seed == world_seed else None
-
-    def _balance_chunk(self, chunk: tuple[int, int, int, int], objs: set[Any]) -> None:
-        """Spawn/despawn creatures in one chunk with crafter's rates (see crafter.Env)."""
-        world, player = self._world, self._require_player()
-        light = world.daylight
-        self._balance(
-            chunk, objs, objects.Zombie, "grass", 6, 0, 0.3, 0.4,
-            lambda pos: objects.Zombie(world, pos, player),
-            lambda space: (0 if space < 50 else 3.5 - 3 * light, 3.5 - 3 * light),
-        )  # fmt: skip
-        self._balance(
-            chunk, objs, objects.Skeleton, "path", 7, 7, 0.1, 0.1,
-            lambda pos: objects.Skeleton(world, pos, player),
-            lambda space: (0 if space < 6 else 1, 2),
-        )  # fmt: skip
-        self._balance(
-            chunk, objs, objects.Cow, "grass", 5, 5, 0.01, 0.1,
-            lambda pos: objects.Cow(world, pos),
-            lambda space: (0 if space < 30 else 1, 1.5 + light),
-        )  # fmt: skip
-
-    def _balance(
-        self,
-        chunk: tuple[int, int, int, int],
-        objs: set[Any],
-        cls: type,
-        material: str,
-        spawn_dist: int,
-        despawn_dist: int,
-        spawn_prob: float,
-        despawn_prob: float,
-        ctor: Any,
-        target_fn: Any,
-    ) -> None:
-        xmin, _, ymin, _ = chunk
-        world, player = self._world, self._require_player()
-        random = world.random
-        # crafter iterates a set of objects (order depends on memory addresses); sorting by
-        # position keeps episodes reproducible from the seed.
-        creatures: list[Any] = [obj for obj in objs if isinstance(obj, cls)]
-        creatures.sort(key=lambda obj: (int(obj.pos[0]), int(obj.pos[1])))
-        mask = world.mask(*chunk, material)
-        target_min, target_max = target_fn(mask.sum())
-        if len(creatures) < int(target_min) and random.uniform() < spawn_prob:
-            xs, ys = np.nonzero(mask)
-            i = random.randint(0, len(xs))
-            pos = np.array((xs[i] + xmin, ys[i] + ymin))
-            empty = world[pos][1] is None
-            away = player.distance(pos) >= spawn_dist
-            if empty and away:
-                world.add(ctor(pos))
-        elif len(creatures) > int(target_max) and random.uniform() < despawn_prob:
-            obj = creatures[random.randint(0, len(creatures))]
-            if player.distance(obj.pos) >= despawn_dist:
-                world.remove(obj)
-
     def _require_player(self) -> objects.Player:
         if self._player is None:
             raise RuntimeError("call reset() before using the env")

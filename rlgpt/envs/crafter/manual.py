@@ -115,6 +115,7 @@ def plan_problems(
     placed: set[str] = set()
     collector: dict[str, tuple[str, int]] = {}  # item -> (step id, count it collects to)
     short: dict[tuple[str, str], int] = {}  # (collecting step, item) -> how many more
+    collected: dict[str, int] = {}  # collecting step -> the count it collects to
     problems: list[str] = []
 
     def provides(pred: Predicate) -> str:
@@ -168,6 +169,7 @@ def plan_problems(
             count = pred.at_least if pred.kind == "inventory" else held.get(item, 0) + 1
             held[item] = max(held.get(item, 0), count)
             collector[item] = (step_id, count)
+            collected[step_id] = count
         elif pred.kind == "achievement" and verb == "place" and obj in data["place"]:
             use(step_id, f"placing {obj}", data["place"][obj]["uses"])
             placed.add(obj)
@@ -187,6 +189,5 @@ def plan_problems(
             held[name] = held.get(name, 0) + int(info["gives"])
     counts: dict[str, Predicate] = {}
     for (step_id, item), more in short.items():
-        count = next(c for s, c in collector.values() if s == step_id)
-        counts[step_id] = Predicate(kind="inventory", name=item, at_least=count + more)
+        counts[step_id] = Predicate(kind="inventory", name=item, at_least=collected[step_id] + more)
     return problems, counts

@@ -179,3 +179,35 @@ def forget_prefetcher(area: tuple[int, int]) -> None:
         _PREFETCHERS[area] = None
     if broken is not None:
         broken.close()
+
+
+class NextWorld:
+    """One env's request for the world of its next episode, asked for one reset ahead."""
+
+    def __init__(self, area: tuple[int, int]) -> None:
+        self.area = area
+        # (world seed, helper, ticket) of the next world asked for
+        self._pending: tuple[int, WorldPrefetcher, int] | None = None
+
+    def request(self, world_seed: int) -> None:
+        """Have the world of `world_seed` generated in the helper process."""
+        prefetcher = shared_prefetcher(self.area)
+        if prefetcher is not None:
+            self._pending = (world_seed, prefetcher, prefetcher.request(world_seed))
+
+    def take(self, world_seed: int) -> WorldRecipe | None:
+        """The prefetched world when it is this one; None when there is none (or it is stale)."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return None
+        seed, prefetcher, ticket = pending
+        if prefetcher.owner != os.getpid():
+            return None  # asked for by the parent of this forked process
+        try:
+            recipe = prefetcher.take(ticket)
+        except (EOFError, OSError, KeyError) as exc:
+            log.warning("world_prefetch_failed", error=repr(exc))
+            forget_prefetcher(self.area)
+            return None
+        # A reset with an explicit seed starts another sequence of worlds.
+        return recipe if seed == world_seed else None

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from crafter import constants
 
-from rlgpt.envs.base import OptionInterrupted, SkillParam, SkillSpec
+from rlgpt.envs.base import OptionInterrupted, SkillSpec
 from rlgpt.envs.crafter.constants import (
     ACHIEVEMENTS,
     ACTIONS,
@@ -17,18 +17,17 @@ from rlgpt.envs.crafter.constants import (
     ITEMS,
     NAME_TO_ID,
     VIEW,
-    vocabulary,
 )
-from rlgpt.envs.crafter.env import CrafterEnv
 from rlgpt.envs.crafter.skills.memory import WALKABLE_IDS
 from rlgpt.envs.crafter.skills.navigation import STEPS, Pos, bfs_path, neighbours_of
+from rlgpt.envs.crafter.skills.specs import MAKE_RULES, PLACE_RULES, TARGETS, build_skill_specs
+
+if TYPE_CHECKING:
+    from rlgpt.envs.crafter.env import CrafterEnv
 
 ACTION_INDEX = {name: i for i, name in enumerate(ACTIONS)}
 MOVE_ACTION = {d: ACTION_INDEX[f"move_{name}"] for d, name in DIRECTIONS.items()}
-TARGETS: tuple[str, ...] = tuple(vocabulary()["targets"])
 WALKABLE_NAMES = frozenset(ID_TO_NAME[i] for i in WALKABLE_IDS)
-PLACE_RULES: dict[str, dict[str, Any]] = dict(constants.place)
-MAKE_RULES: dict[str, dict[str, Any]] = dict(constants.make)
 MAX_ENERGY = int(constants.items["energy"]["max"])
 
 
@@ -378,67 +377,7 @@ class SkillAPI:
 
 def skill_specs() -> list[SkillSpec]:
     """Descriptions of the public SkillAPI methods (for prompts and static checks)."""
-    targets = SkillParam("name", "str", choices=TARGETS)
-    item = SkillParam("item", "str", choices=tuple(ITEMS))
-
-    def spec(
-        method: Callable[..., Any],
-        params: tuple[SkillParam, ...],
-        returns: Any,
-        kind: Any,
-        steps_env: bool = False,
-    ) -> SkillSpec:
-        doc = (method.__doc__ or "").strip().splitlines()[0]
-        return SkillSpec(method.__name__, params, returns, doc, kind, steps_env)
-
-    api = SkillAPI
-    return [
-        spec(api.inventory, (), "dict", "perception"),
-        spec(api.count, (item,), "int", "perception"),
-        spec(api.has, (item, SkillParam("n", "int", default=1)), "bool", "perception"),
-        spec(api.status, (), "dict", "perception"),
-        spec(api.position, (), "tuple", "perception"),
-        spec(api.facing, (), "str", "perception"),
-        spec(api.nearby, (SkillParam("radius", "int", default=4),), "dict", "perception"),
-        spec(api.seen, (targets,), "bool", "perception"),
-        spec(api.nearest, (targets,), "tuple", "perception"),
-        spec(api.achievements, (), "list", "perception"),
-        spec(
-            api.move_to,
-            (targets, SkillParam("max_steps", "int", default=100)),
-            "bool",
-            "navigation",
-            True,
-        ),
-        spec(api.explore, (SkillParam("steps", "int", default=20),), "bool", "navigation", True),
-        spec(api.face, (targets,), "bool", "navigation", True),
-        spec(api.do, (), "bool", "interaction", True),
-        spec(
-            api.place,
-            (SkillParam("item", "str", choices=tuple(PLACE_RULES)),),
-            "bool",
-            "interaction",
-            True,
-        ),
-        spec(
-            api.make,
-            (SkillParam("item", "str", choices=tuple(MAKE_RULES)),),
-            "bool",
-            "interaction",
-            True,
-        ),
-        spec(
-            api.sleep, (SkillParam("max_steps", "int", default=200),), "bool", "interaction", True
-        ),
-        spec(api.noop, (), "bool", "interaction", True),
-        spec(
-            api.act,
-            (SkillParam("primitive_name", "str", choices=tuple(ACTIONS)),),
-            "bool",
-            "interaction",
-            True,
-        ),
-    ]
+    return build_skill_specs(SkillAPI)
 
 
 __all__ = ["ACHIEVEMENTS", "NAME_TO_ID", "SkillAPI", "skill_specs"]

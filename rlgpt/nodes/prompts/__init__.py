@@ -1,0 +1,93 @@
+"""Prompts of every model role, each with its few-shot example, kept short for small models.
+
+The examples come from a made-up kitchen game on purpose: the task knowledge of the real
+environment reaches the model only through the environment's manual and skill API.
+"""
+
+from rlgpt.nodes.prompts.coder import (
+    CODER_CODE_EXAMPLE_ANSWER,
+    CODER_CODE_EXAMPLE_ANSWER_2,
+    CODER_CODE_EXAMPLE_ANSWER_3,
+    CODER_CODE_EXAMPLE_TASK,
+    CODER_CODE_EXAMPLE_TASK_2,
+    CODER_CODE_EXAMPLE_TASK_3,
+    CODER_CODE_EXAMPLES,
+    CODER_CODE_SYSTEM,
+    CODER_RL_EXAMPLE_ANSWER,
+    CODER_RL_EXAMPLE_TASK,
+    CODER_RL_SYSTEM,
+    NAVIGATION_HINT,
+    NAVIGATION_SKILLS,
+    closest_last,
+    coder_code_messages,
+    coder_rl_messages,
+    has_skills,
+    rl_setup_schema,
+)
+from rlgpt.nodes.prompts.common import (
+    CODE_CHARS,
+    CODE_FEEDBACK_CHARS,
+    FEEDBACK_CHARS,
+    MANUAL_CHARS,
+    SKILLS_CHARS,
+    clip,
+    describe_predicate,
+    manual_lines,
+    skills_doc,
+    skills_summary,
+)
+from rlgpt.nodes.prompts.critic import (
+    CRITIC_EXAMPLE_ANSWER,
+    CRITIC_EXAMPLE_TASK,
+    CRITIC_SYSTEM,
+    critic_messages,
+    verdict_schema,
+)
+from rlgpt.nodes.prompts.planner import (
+    PLANNER_EXAMPLE_ANSWER,
+    PLANNER_EXAMPLE_TASK,
+    PLANNER_SYSTEM,
+    planner_messages,
+    planner_schema,
+)
+
+__all__ = [
+    "CODER_CODE_EXAMPLES",
+    "CODER_CODE_EXAMPLE_ANSWER",
+    "CODER_CODE_EXAMPLE_ANSWER_2",
+    "CODER_CODE_EXAMPLE_ANSWER_3",
+    "CODER_CODE_EXAMPLE_TASK",
+    "CODER_CODE_EXAMPLE_TASK_2",
+    "CODER_CODE_EXAMPLE_TASK_3",
+    "CODER_CODE_SYSTEM",
+    "CODER_RL_EXAMPLE_ANSWER",
+    "CODER_RL_EXAMPLE_TASK",
+    "CODER_RL_SYSTEM",
+    "CODE_CHARS",
+    "CODE_FEEDBACK_CHARS",
+    "CRITIC_EXAMPLE_ANSWER",
+    "CRITIC_EXAMPLE_TASK",
+    "CRITIC_SYSTEM",
+    "FEEDBACK_CHARS",
+    "MANUAL_CHARS",
+    "NAVIGATION_HINT",
+    "NAVIGATION_SKILLS",
+    "PLANNER_EXAMPLE_ANSWER",
+    "PLANNER_EXAMPLE_TASK",
+    "PLANNER_SYSTEM",
+    "SKILLS_CHARS",
+    "clip",
+    "closest_last",
+    "coder_code_messages",
+    "coder_rl_messages",
+    "critic_messages",
+    "describe_predicate",
+    "has_skills",
+    "manual_lines",
+    "planner_messages",
+    "planner_schema",
+    "rl_setup_schema",
+    "skills_doc",
+    "skills_summary",
+    "verdict_schema",
+]
