@@ -14,7 +14,7 @@ from rlgpt.graph.schemas import Plan, PlanInvalidError, check_plan
 from rlgpt.graph.state import State, Usage, merge_usage
 from rlgpt.llm import LLMError, ask_structured
 from rlgpt.logging import get_logger
-from rlgpt.nodes.common import error_record
+from rlgpt.nodes.common import error_record, task_of
 from rlgpt.nodes.prompts import manual_lines, planner_messages, planner_schema, skills_summary
 
 log = get_logger("planner")
@@ -29,7 +29,7 @@ class LLMPlanner:
     def __call__(self, state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         ctx = context_of(runtime)
         adapter = load_adapter(ctx.env)
-        task = adapter.task(state["task"])
+        task = task_of(state)
         returning = bool(state.get("plan_history"))
         feedback = state.get("feedback") if returning else None
         previous = state.get("plan") if returning else None
