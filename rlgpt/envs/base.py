@@ -136,6 +136,30 @@ class OptionInterrupted(BaseException):
         self.reason = reason
 
 
+class StepBudget:
+    """The env steps one code-action call may take: each goes through `step` (or the env's
+    own `step` when None, ending the call at the episode's end), and the one past
+    `max_steps` raises OptionInterrupted. Skill APIs take every env step through it."""
+
+    def __init__(self, env: Any, step: Callable[[int], Any] | None, max_steps: int) -> None:
+        self._env = env
+        self._step = step
+        self.max_steps = int(max_steps)
+        self.used = 0
+
+    def take(self, action: int) -> None:
+        """One env step of the call."""
+        if self.used >= self.max_steps:
+            raise OptionInterrupted("step_budget")
+        self.used += 1
+        if self._step is not None:
+            self._step(action)
+            return
+        _, _, terminated, truncated, _ = self._env.step(action)
+        if terminated or truncated:
+            raise OptionInterrupted("episode_end")
+
+
 @runtime_checkable
 class EnvAdapter(Protocol):
     """What an environment plugin provides (entry point group `rlgpt.envs`).

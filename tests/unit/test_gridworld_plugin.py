@@ -101,9 +101,8 @@ def test_score_and_rewards_are_the_plugins_own() -> None:
         adapter.score({"collect_wood": 1.0})
     env = adapter.make_env(adapter.task("gridworld:score"), EnvSettings(episode_length=50))
     env.reset(seed=2)
-    api = adapter.make_skill_api(env, None, 50)
     rewards: list[float] = []
-    api._step_fn = lambda a: rewards.append(float(env.step(a)[1]))
+    api = adapter.make_skill_api(env, lambda a: rewards.append(float(env.step(a)[1])), 50)
     assert _collect(api, "key", lambda: api.count("key") >= 1)
     assert sum(rewards) == 1.0  # the score task pays one per new achievement
 

@@ -6,7 +6,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from rlgpt.envs.base import OptionInterrupted, SkillParam, SkillSpec
+from rlgpt.envs.base import SkillParam, SkillSpec, StepBudget
 
 from .world import (
     ACHIEVEMENTS,
@@ -37,20 +37,12 @@ class GridSkills:
     ) -> None:
         """Wrap `env` (already reset) for one code-action call."""
         self._env = env
-        self._step_fn = step
-        self._max_steps = int(max_steps)
-        self._steps_used = 0
+        self._budget = StepBudget(env, step, max_steps)
+        self._step = self._budget.take
 
-    def _step(self, action: int) -> None:
-        if self._steps_used >= self._max_steps:
-            raise OptionInterrupted("step_budget")
-        self._steps_used += 1
-        if self._step_fn is not None:
-            self._step_fn(action)
-            return
-        _, _, terminated, truncated, _ = self._env.step(action)
-        if terminated or truncated:
-            raise OptionInterrupted("episode_end")
+    @property
+    def _steps_used(self) -> int:
+        return self._budget.used
 
     @staticmethod
     def _check(name: str, valid: tuple[str, ...], kind: str) -> None:

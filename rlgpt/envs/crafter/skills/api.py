@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from crafter import constants
 
-from rlgpt.envs.base import OptionInterrupted, SkillSpec
+from rlgpt.envs.base import SkillSpec, StepBudget
 from rlgpt.envs.crafter.constants import (
     ACHIEVEMENTS,
     ACTIONS,
@@ -46,26 +46,14 @@ class SkillAPI:
     ) -> None:
         """Wrap `env` (a CrafterEnv, already reset) for one code-action call."""
         self._env = env
-        self._step_fn = step
-        self._max_steps = int(max_steps)
-        self._steps = 0
+        self._budget = StepBudget(env, step, max_steps)
+        self._step = self._budget.take
         self._memory = env.memory
 
     # -------------------------------------------------------------- internals
     @property
     def _steps_used(self) -> int:
-        return self._steps
-
-    def _step(self, action: int) -> None:
-        if self._steps >= self._max_steps:
-            raise OptionInterrupted("step_budget")
-        self._steps += 1
-        if self._step_fn is not None:
-            self._step_fn(action)
-            return
-        _, _, terminated, truncated, _ = self._env.step(action)
-        if terminated or truncated:
-            raise OptionInterrupted("episode_end")
+        return self._budget.used
 
     def _refresh(self) -> None:
         if self._env.privileged:
@@ -201,15 +189,15 @@ class SkillAPI:
         instance is known or reachable, or after `max_steps` steps.
         """
         self._check_target(name)
-        start = self._steps
+        start = self._budget.used
         path: list[Pos] = []
         stalls = 0
         while True:
             if self.facing() == name:
                 return True
-            if self._steps - start >= max_steps or stalls > 2:
+            if self._budget.used - start >= max_steps or stalls > 2:
                 return False
-            before = self._steps
+            before = self._budget.used
             self._refresh()
             if self._adjacent_dirs(name):
                 self.face(name)
@@ -225,7 +213,7 @@ class SkillAPI:
                     self._step(MOVE_ACTION[d])
                 if self._env.player_pos != nxt:
                     path = []  # blocked (e.g. a creature stepped in): re-plan
-            stalls = stalls + 1 if self._steps == before else 0
+            stalls = stalls + 1 if self._budget.used == before else 0
 
     def _leads_to(self, end: Pos, name: str) -> bool:
         x, y = end
@@ -254,11 +242,11 @@ class SkillAPI:
         if self._env.privileged:
             self._refresh()
         before = self._memory.known_count()
-        start = self._steps
+        start = self._budget.used
         path: list[Pos] = []
         stalls = 0
-        while self._steps - start < steps and stalls <= 2:
-            before_step = self._steps
+        while self._budget.used - start < steps and stalls <= 2:
+            before_step = self._budget.used
             stalls += 1
             if not path or not self._is_free(path[0]):
                 frontier = self._memory.frontier()
@@ -272,7 +260,7 @@ class SkillAPI:
                 path = []
                 continue
             self._step(MOVE_ACTION[d])
-            stalls = 0 if self._steps > before_step else stalls
+            stalls = 0 if self._budget.used > before_step else stalls
             if self._env.player_pos != nxt:
                 path = []
             elif not path or not self._memory.frontier()[path[-1]]:
@@ -348,9 +336,9 @@ class SkillAPI:
         player = self._env.player
         if not player.sleeping and player.inventory["energy"] >= MAX_ENERGY:
             return False
-        start = self._steps
+        start = self._budget.used
         slept = False
-        while self._steps - start < max_steps:
+        while self._budget.used - start < max_steps:
             self._step(ACTION_INDEX["sleep"])
             if player.sleeping:
                 slept = True
