@@ -7,7 +7,7 @@ for the module that asks for it; a test reaches it by pointing RLGPT_LOCAL_LLM_U
 `base_url`.
 
 `postgres_url` is a private PostgreSQL cluster on 127.0.0.1 for the test module that asks
-for it (skipped where PostgreSQL is not installed).
+for it; a machine without PostgreSQL fails those tests with what is missing.
 """
 
 from __future__ import annotations
@@ -57,10 +57,14 @@ def qwen_server() -> Iterator[LocalServer]:
 
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
-    """A private PostgreSQL cluster for the module (skipped where PostgreSQL is not installed)."""
+    """A private PostgreSQL cluster for the module.
+
+    The Postgres checkpointer is tested against a real server, never skipped: a machine
+    without PostgreSQL fails here, naming what is missing.
+    """
     try:
         with running_postgres() as cluster:
             print(f"postgres started in {cluster.start_seconds:.1f}s on port {cluster.port}")
             yield cluster.url
     except PostgresUnavailable as exc:
-        pytest.skip(str(exc))
+        pytest.fail(f"PostgreSQL is needed for these tests: {exc}")
