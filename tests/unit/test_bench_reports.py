@@ -43,9 +43,16 @@ def _tree_diff() -> bytes:
 
 def test_envelope_records_commit_tree_state_and_command(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.argv", ["rlgpt", "bench", "model", "--tag", "x"])
-    before = _tree_diff()
-    head = writers.envelope("model_speed", {"a": 1})
-    diff = _tree_diff()
+    # Someone editing the tree while the envelope is made would change the diff under it:
+    # take an envelope made while the tree held still (a few tries, then fail).
+    for _ in range(3):
+        before = _tree_diff()
+        head = writers.envelope("model_speed", {"a": 1})
+        diff = _tree_diff()
+        if diff == before:
+            break
+    else:
+        pytest.fail("the working tree kept changing while the envelope was made")
     git = head["git"]
     commit = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
@@ -56,8 +63,6 @@ def test_envelope_records_commit_tree_state_and_command(monkeypatch: pytest.Monk
     lines = writers.provenance_lines(head)
     assert commit in lines[0]
     assert lines[1] == "- command: `rlgpt bench model --tag x`"
-    if diff != before:
-        pytest.skip("the working tree changed while the envelope was made")
     assert git["dirty"] is (bool(diff) or bool(git.get("untracked_count")))
     if diff:
         # The fingerprint is reproducible from the shell with the recorded command.

@@ -23,7 +23,7 @@ def _normalise(text: str) -> str:
 def _generate(target: Path) -> str:
     cli = Path(sys.executable).with_name("langgraph")
     if not cli.exists():
-        pytest.skip("langgraph-cli is not installed (the `serve` extra)")
+        pytest.fail("langgraph-cli is needed: `make setup` installs it with the `serve` extra")
     env = {
         **os.environ,
         "LANGGRAPH_CLI_NO_ANALYTICS": "1",
