@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 
 from rlgpt.envs.base import EnvAdapter, Predicate, ShapingTerm
-from rlgpt.llm.client import CodeActionAnswer
+from rlgpt.llm import CodeActionAnswer
 
 __all__ = [
     "CodeActionAnswer",

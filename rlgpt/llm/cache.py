@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import BaseMessage, messages_to_dict
+
+from rlgpt.files import atomic_write_text
 
 
 def cache_key(
@@ -55,14 +54,5 @@ class ResponseCache:
 
     def put(self, key: str, raw: str, meta: dict[str, Any] | None = None) -> None:
         """Store an answer atomically: readers see the old file or the new one, never half."""
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump({"raw": raw, **(meta or {})}, handle, ensure_ascii=False)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        record = {"raw": raw, **(meta or {})}
+        atomic_write_text(self._path(key), json.dumps(record, ensure_ascii=False))

