@@ -41,6 +41,11 @@ class Predicate(BaseModel):
             return int(info.get("achievements", {}).get(self.name, 0)) > 0
         return int(info.get("inventory", {}).get(self.name, 0)) >= self.at_least
 
+    def covers(self, other: Predicate) -> bool:
+        """True when this condition holding means `other` holds too."""
+        same = (self.kind, self.name) == (other.kind, other.name)
+        return same and self.at_least >= other.at_least
+
     def describe(self) -> str:
         """A short human-readable form, used in prompts and reports."""
         if self.kind == "achievement":

@@ -11,6 +11,7 @@ from rlgpt.envs.base import EnvAdapter, Predicate, ShapingTerm
 from rlgpt.llm import CodeActionAnswer
 
 __all__ = [
+    "MAX_STEPS",
     "CodeActionAnswer",
     "Plan",
     "PlanInvalidError",
@@ -21,6 +22,8 @@ __all__ = [
     "check_plan",
     "slugify",
 ]
+
+MAX_STEPS = 8  # a plan longer than this is more than a small model can carry through
 
 _SLUG = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
@@ -60,7 +63,9 @@ class Plan(BaseModel):
         max_length=400,
         description="What the task needs, and what those needs need, in a sentence or two.",
     )
-    sub_actions: list[SubAction] = Field(min_length=1, max_length=8, description="Ordered steps.")
+    sub_actions: list[SubAction] = Field(
+        min_length=1, max_length=MAX_STEPS, description="Ordered steps."
+    )
 
     @field_validator("sub_actions")
     @classmethod

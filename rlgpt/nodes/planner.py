@@ -7,10 +7,10 @@ from typing import Any, ClassVar, cast
 
 from langgraph.runtime import Runtime
 
-from rlgpt.envs.base import EnvAdapter, load_adapter
+from rlgpt.envs.base import EnvAdapter, TaskSpec, load_adapter
 from rlgpt.graph.context import Context, context_of
 from rlgpt.graph.node_plugins import Role
-from rlgpt.graph.schemas import Plan, PlanInvalidError, check_plan
+from rlgpt.graph.schemas import MAX_STEPS, Plan, PlanInvalidError, SubAction, check_plan
 from rlgpt.graph.state import State, Usage, merge_usage
 from rlgpt.llm import LLMError, ask_structured
 from rlgpt.logging import get_logger
@@ -71,9 +71,8 @@ class LLMPlanner:
                     result.value.model_dump(),
                 )
                 continue
-            problems, raised = rule_problems(adapter, plan)
-            if raised:
-                log.info("plan_counts_raised", counts=raised)
+            plan, problems = checked_by_rules(adapter, plan)
+            problems = goal_problems(plan, task) + problems
             # A revision no worse than the best so far wins: it answers the latest feedback.
             if best is None or len(problems) <= len(best[1]):
                 best = (plan, problems)
@@ -87,8 +86,9 @@ class LLMPlanner:
             update["todo"] = []
             return update
         plan, problems = best
-        if problems:
-            plan, problems = reorder_by_rules(adapter, plan, problems)
+        if goal_problems(plan, task):
+            plan, problems = checked_by_rules(adapter, with_goal_step(plan, task))
+            problems = goal_problems(plan, task) + problems
         if problems:
             # The plan goes ahead; the critic sees what the rules found and can send it back.
             update["errors"].append(
@@ -105,11 +105,58 @@ class LLMPlanner:
         return update
 
 
+def goal_problems(plan: Plan, task: TaskSpec) -> list[str]:
+    """A plan for a task with a goal must have a step whose check is that goal."""
+    if task.score:
+        return []
+    return [
+        f"no step checks the task's goal ({goal.describe()}); end the plan with a step "
+        f"whose success predicate is {goal.kind} {goal.name}"
+        for goal in task.predicates
+        if not any(step.predicate.covers(goal) for step in plan.sub_actions)
+    ]
+
+
+def with_goal_step(plan: Plan, task: TaskSpec) -> Plan:
+    """The plan with a last step for each goal no step checks (the task itself, to code).
+
+    A small model asked for a revision sometimes drops the goal step altogether; the task's
+    own predicate is the one step every plan for it needs.
+    """
+    steps = list(plan.sub_actions)
+    for goal in task.predicates:
+        if len(steps) < MAX_STEPS and not any(s.predicate.covers(goal) for s in steps):
+            steps.append(
+                SubAction(
+                    id=goal.name,
+                    description=f"Reach the task's goal: {goal.describe()}.",
+                    predicate=goal,
+                    method="code",
+                    reason="The plan did not reach the task's goal; added as its last step.",
+                )
+            )
+            log.info("plan_goal_added", step=steps[-1].id)
+    # Validated again: the added step's id gets a suffix if a step already has it.
+    dumped = [s.model_dump() for s in steps]
+    return Plan.model_validate({**plan.model_dump(), "sub_actions": dumped})
+
+
+def checked_by_rules(adapter: EnvAdapter, plan: Plan) -> tuple[Plan, list[str]]:
+    """The plan with the rules' counts applied and steps reordered where that removes a
+    problem; returns what the rules still find."""
+    problems, raised = rule_problems(adapter, plan)
+    if raised:
+        log.info("plan_counts_raised", counts=raised)
+    if problems:
+        plan, problems = reorder_by_rules(adapter, plan, problems)
+    return plan, problems
+
+
 def rules_feedback(problems: list[str], manual: str) -> str:
     """The rules' findings, with the manual's lines about the achievements they name."""
     # The findings name what would fix them in parentheses: "(collect_wood, inventory ...)".
     groups = [g for p in problems for g in re.findall(r"\(([^)]*)\)", p)]
-    words = [w for g in groups for part in g.split(",") if "_" in (w := part.strip().split(" ")[0])]
+    words = [w for g in groups for w in re.findall(r"\b[a-z]+(?:_[a-z]+)+\b", g)]
     lines = manual_lines(manual, list(dict.fromkeys(words)))
     text = "The game's rules say this plan lacks: " + "; ".join(problems)
     return text + ("\nManual lines that help:\n" + "\n".join(lines) if lines else "")

@@ -135,7 +135,9 @@ RUNTIME_CASES: list[tuple[str, str, str | None, int | None, str]] = [
     (
         "growth_bomb",
         "def run(api):\n    x = []\n    while True:\n        x.append('y' * 10 ** 8)\n",
-        "memory",
+        # Whichever limit comes first: on a fresh VM the first touch of never-used memory is
+        # ~10x slower, and filling 512 MB then takes more than the 1 s of CPU.
+        "memory|cpu",
         4,
         "",
     ),
@@ -282,7 +284,8 @@ def test_stopped_at_run_time(
         assert info["option_success"] is (extra == "true")
         return
     assert error is not None, info
-    assert error["kind"] == kind, error
+    assert error["kind"] in kind.split("|"), error
+    kind = error["kind"]
     assert error["action"] == name
     if line is not None:
         assert error["line"] == line, error

@@ -179,7 +179,8 @@ def test_server_dies_with_its_host(sig: signal.Signals, tmp_path: Path) -> None:
         assert server_answers(url)
         host.send_signal(sig)
         # Generous: on a loaded machine a signalled host once took over 30 s to be reaped.
-        assert host.wait(timeout=120) == -sig
+        code = _reaped(host, timeout=120)
+        assert code == -sig, f"host not reaped: {_process_state(host.pid)}"
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and _alive(server_pid):
             time.sleep(0.2)
@@ -188,6 +189,27 @@ def test_server_dies_with_its_host(sig: signal.Signals, tmp_path: Path) -> None:
         if host.poll() is None:
             host.kill()
             host.wait()
+
+
+def _reaped(process: subprocess.Popen[bytes], timeout: float) -> int | None:
+    """The exit code, polled until `timeout`; unlike `Popen.wait`, a poll always follows
+    the last sleep, so a test process that was itself descheduled does not time out early."""
+    deadline = time.monotonic() + timeout
+    while (code := process.poll()) is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return process.poll() if code is None else code
+
+
+def _process_state(pid: int) -> str:
+    """The state and kernel wait channel of each thread of `pid`, for a failure message."""
+    states = []
+    for task in sorted(Path(f"/proc/{pid}/task").glob("*")):
+        try:
+            stat = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            states.append(f"{task.name}:{stat}:{(task / 'wchan').read_text() or '-'}")
+        except OSError as exc:
+            states.append(f"{task.name}:{exc.strerror}")
+    return ", ".join(states) or "no /proc entry"
 
 
 def _alive(pid: int) -> bool:

@@ -60,7 +60,7 @@ def test_rules_find_what_a_plan_lacks() -> None:
     )
     assert late == [
         "p: making wood_pickaxe needs table nearby; place it in an earlier step "
-        "(move step t before p)"
+        "(the later step t, if it comes before p)"
     ]
     sword, _ = plan_problems([("p", _achievement("make_wood_sword"))])
     assert "needs table nearby; place it in an earlier step (place_table)" in sword[0]
@@ -96,7 +96,7 @@ def test_planner_moves_a_step_the_rules_need_earlier() -> None:
     wrong = Plan.model_validate(json.loads(plan(*[(*s, "code") for s in steps])))
     adapter = load_adapter("crafter")
     problems, _ = rule_problems(adapter, wrong)
-    assert problems and "move step table before pick" in problems[0]
+    assert problems and "(the later step table, if it comes before pick)" in problems[0]
     fixed, left = reorder_by_rules(adapter, wrong, problems)
     assert left == []
     assert [s.id for s in fixed.sub_actions] == ["wood", "table", "pick", "stone"]
@@ -106,6 +106,38 @@ def test_planner_moves_a_step_the_rules_need_earlier() -> None:
     alone = Plan.model_validate(json.loads(plan(("table", "achievement", "place_table", "code"))))
     gap, _ = rule_problems(adapter, alone)
     assert reorder_by_rules(adapter, alone, gap) == (alone, gap)
+
+
+def test_planner_reorders_before_asking_again(scripted: ScriptedChatModel, tmp_path: Path) -> None:
+    scripted.answers = [
+        plan(
+            ("wood", "inventory", "wood", "code"),
+            ("pick", "achievement", "make_wood_pickaxe", "code"),
+            ("table", "achievement", "place_table", "code"),
+        ),
+        code(GOOD_CODE),
+        code(GOOD_CODE),
+        code(GOOD_CODE),
+    ]
+    state, _ = run("crafter:make_wood_pickaxe", tmp_path, plan_revisions=2, **ONE_PASS)
+    # The order the rules can fix costs no second planner call.
+    assert state["usage"]["planner"]["calls"] == 1
+    assert [s["id"] for s in state["plan"]["sub_actions"]] == ["wood", "table", "pick"]
+
+
+def test_planner_adds_the_goal_step_a_plan_dropped(
+    scripted: ScriptedChatModel, tmp_path: Path
+) -> None:
+    no_goal = plan(("wood", "inventory", "wood", "code"))
+    scripted.answers = [no_goal, no_goal, code(GOOD_CODE), code(GOOD_CODE)]
+    state, _ = run("crafter:place_table", tmp_path, plan_revisions=1, **ONE_PASS)
+    revision = str(scripted.prompts[1][-1].content)
+    assert "no step checks the task's goal (achievement place_table unlocked)" in revision
+    steps = state["plan"]["sub_actions"]
+    assert [s["id"] for s in steps] == ["wood", "place_table"]
+    assert steps[-1]["predicate"] == {"kind": "achievement", "name": "place_table", "at_least": 1}
+    assert steps[0]["predicate"]["at_least"] >= 2  # the rules' count for the added step
+    assert not [e for e in state["errors"] if e["kind"] == "plan_lacks"]
 
 
 def test_planner_raises_a_short_count_itself(scripted: ScriptedChatModel, tmp_path: Path) -> None:

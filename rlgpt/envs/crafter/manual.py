@@ -132,7 +132,8 @@ def plan_problems(
         ids = [sid for sid, _ in later]
         after = [sid for sid, thing in later[ids.index(at) + 1 :] if thing == wanted]
         if after:
-            return f"move step {after[0]} before {at}"
+            # Worded so a model does not take it for a new step's name ("move_step_...").
+            return f"the later step {after[0]}, if it comes before {at}"
         if placed_thing:
             return f"place_{item}"
         if item in data["make"]:
