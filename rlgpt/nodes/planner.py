@@ -165,27 +165,27 @@ def rules_feedback(problems: list[str], manual: str) -> str:
 def reorder_by_rules(
     adapter: EnvAdapter, plan: Plan, problems: list[str]
 ) -> tuple[Plan, list[str]]:
-    """The plan with single steps moved earlier while each move leaves the env's rules fewer
-    problems (the model's order otherwise): an order the rules can check needs no model
-    call, and a small model often keeps a step too late however it is told."""
-    steps, left = list(plan.sub_actions), problems
+    """The plan's steps in the order the env's rules can follow, the model's order wherever
+    the rules allow it: each place takes the first remaining step that adds no problem
+    there (the first remaining step if none can). Kept only if the rules then find fewer
+    problems. An order the rules can check needs no model call, and a small model often
+    keeps a step too late however it is told."""
     check = adapter.plan_problems  # type: ignore[attr-defined]  # present: it found problems
-    moved = True
-    while left and moved:
-        moved = False
-        for i in range(1, len(steps)):
-            for j in range(i):
-                candidate = [*steps[:j], steps[i], *steps[j:i], *steps[i + 1 :]]
-                found, _ = check([(s.id, s.predicate) for s in candidate])
-                if len(found) < len(left):
-                    log.info("plan_step_moved", step=steps[i].id, before=steps[j].id)
-                    steps, left, moved = candidate, list(found), True
-                    break
-            if moved:
-                break
-    if left == problems:
+
+    def count(steps: list[SubAction]) -> int:
+        return len(check([(s.id, s.predicate) for s in steps])[0])
+
+    order: list[SubAction] = []
+    rest = list(plan.sub_actions)
+    while rest:
+        now = count(order)
+        step = next((s for s in rest if count([*order, s]) == now), rest[0])
+        order.append(step)
+        rest.remove(step)
+    if count(order) >= len(problems):
         return plan, problems
-    reordered = plan.model_copy(update={"sub_actions": steps})
+    log.info("plan_reordered", steps=[s.id for s in order])
+    reordered = plan.model_copy(update={"sub_actions": order})
     found, raised = rule_problems(adapter, reordered)
     if raised:
         log.info("plan_counts_raised", counts=raised)

@@ -49,7 +49,11 @@ def test_outer_loop_revises_the_plan_and_trains_a_policy(
     scripted: ScriptedChatModel, tmp_path: Path
 ) -> None:
     scripted.answers = [
-        plan(("get_diamond", "achievement", "collect_diamond", "code")),
+        plan(
+            ("get_diamond", "achievement", "collect_diamond", "code"),
+            ("table", "achievement", "place_table", "code"),
+        ),
+        code(GOOD_CODE),
         code(GOOD_CODE),
         verdict("planner", [], "a diamond is out of reach; collect wood"),
         plan(
@@ -60,19 +64,25 @@ def test_outer_loop_revises_the_plan_and_trains_a_policy(
         code(GOOD_CODE.replace('count("wood") < 1', 'count("wood") < 2')),
         json.dumps({"code_actions": ["get_wood"], "episode_length": 100}),
     ]
+    # No revisions: the first plan goes ahead with what the rules find it lacks.
     state, order = run(
-        "crafter:place_table", tmp_path, max_inner_loops=0, rl_timesteps=256, rl_n_steps=64
+        "crafter:place_table",
+        tmp_path,
+        max_inner_loops=0,
+        rl_timesteps=256,
+        rl_n_steps=64,
+        plan_revisions=0,
     )
     assert order.count("planner") == 2
     assert state["outer_loops"] == 1
     assert len(state["plan_history"]) == 2
-    assert "a diamond is out of reach" in str(scripted.prompts[3][-1].content)
+    assert "a diamond is out of reach" in str(scripted.prompts[4][-1].content)
     assert [r["subaction"] for r in state["rl_runs"]] == ["table"]
     assert state["rl_runs"][0]["env_steps"] >= 256
     assert state["library"]["table_policy"]["kind"] == "policy"
     assert Path(state["library"]["table_policy"]["path"]).exists()
     first, second = state["evaluations"]
-    assert list(first["subaction_success"]) == ["get_diamond"]
+    assert list(first["subaction_success"]) == ["get_diamond", "table"]
     assert list(second["subaction_success"]) == ["get_wood", "table"]
     assert state["plan"]["sub_actions"][0]["predicate"]["at_least"] == 2
     assert second["subaction_success"]["get_wood"] >= 2 / 3
