@@ -88,8 +88,11 @@ def failure_of(state: Mapping[str, Any]) -> dict[str, Any]:
             step_id = min(counts, key=lambda s: (-counts[s], order.get(s, len(order))))
         else:
             rates = last.get("subaction_success") or {}
-            step_id = min(rates, key=lambda s: (rates[s], order.get(s, 0))) if rates else None
+            weak = [s for s in rates if rates[s] < 1.0]
+            step_id = min(weak, key=lambda s: (rates[s], order.get(s, 0))) if weak else None
         out["step"] = step_id
+        if step_id is None:
+            out["reason"] = "every step succeeded in every episode, yet the task did not"
         reasons = [f.get("reason", "") for f in failures if f.get("subaction") == step_id]
         if reasons:
             out["reason"] = reasons[0]

@@ -17,7 +17,7 @@ from rlgpt.bench.model_speed import ModelSpeedConfig, run_model_speed
 from rlgpt.bench.model_speed_probes import ROLES, Probe, schedule
 from rlgpt.bench.model_speed_report import model_speed_markdown, write_model_speed
 from rlgpt.bench.tasks import TasksConfig, run_tasks
-from rlgpt.bench.tasks_records import aggregate, env_steps_of, record_from_state
+from rlgpt.bench.tasks_records import aggregate, env_steps_of, failure_of, record_from_state
 from rlgpt.bench.tasks_report import tasks_markdown, write_tasks
 from rlgpt.llm.local_server import LocalServerConfig
 from tests.helpers import assert_contains
@@ -494,3 +494,16 @@ def test_model_speed_makes_a_round_again_when_its_server_goes_away() -> None:
     assert len(measured["calls"]) == 12 and measured["complete"]
     cold = [c for c in measured["calls"] if c["cache"] == "off" and c["kind"] == "cold"]
     assert [c["role"] for c in cold] == list(ROLES)
+
+
+def test_failure_of_a_run_whose_steps_all_succeeded() -> None:
+    steps = [{"id": "get_wood", "method": "code"}, {"id": "table", "method": "code"}]
+    state = {
+        "plan": {"sub_actions": steps},
+        "evaluations": [{"failures": [], "subaction_success": {"get_wood": 1.0, "table": 1.0}}],
+    }
+    failure = failure_of(state)
+    assert failure["step"] is None
+    assert failure["reason"] == "every step succeeded in every episode, yet the task did not"
+    state["evaluations"][0]["subaction_success"]["table"] = 0.5
+    assert failure_of(state)["step"] == "table"
