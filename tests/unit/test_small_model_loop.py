@@ -257,3 +257,17 @@ def test_no_repair_when_the_earlier_steps_failed() -> None:
     assert not earlier_steps_failed({"results": [result(False, True), result(False, False)]})
     assert not earlier_steps_failed({"results": [result(True, True)]})
     assert not earlier_steps_failed({"results": []})
+
+
+def test_a_step_named_after_an_achievement_checks_it() -> None:
+    from rlgpt.envs.base import load_adapter
+    from rlgpt.graph.schemas import Plan, check_plan
+
+    copied = plan(
+        ("make_wood_pickaxe", "achievement", "make_stone_pickaxe", "code"),
+        ("make_stone_pickaxe", "achievement", "make_stone_pickaxe", "code"),
+        ("get_wood", "achievement", "collect_wood", "code"),
+    )
+    checked = check_plan(Plan.model_validate(json.loads(copied)), load_adapter("crafter"))
+    names = [s.predicate.name for s in checked.sub_actions]
+    assert names == ["make_wood_pickaxe", "make_stone_pickaxe", "collect_wood"]
