@@ -36,7 +36,7 @@ class LLMPlanner:
         settings = ctx.llm_settings("planner")
         usage: dict[str, Usage] = {}
         errors: list[Any] = []
-        best: tuple[Plan, list[str]] | None = None
+        best: tuple[tuple[int, int], Plan, list[str]] | None = None
         for revision in range(ctx.plan_revisions + 1):
             messages = planner_messages(
                 task.name,
@@ -71,11 +71,14 @@ class LLMPlanner:
                     result.value.model_dump(),
                 )
                 continue
-            plan, problems = checked_by_rules(adapter, plan)
-            problems = goal_problems(plan, task) + problems
+            # The task's goal step, if the model left it out, is added before the rules look.
+            plan, problems = checked_by_rules(adapter, with_goal_step(without_repeats(plan), task))
+            missing = goal_problems(plan, task)  # only when the plan had no room for it
+            problems = missing + problems
             # A revision no worse than the best so far wins: it answers the latest feedback.
-            if best is None or len(problems) <= len(best[1]):
-                best = (plan, problems)
+            rank = (len(missing), len(problems))
+            if best is None or rank <= best[0]:
+                best = (rank, plan, problems)
             if not problems:
                 break
             log.info("plan_lacks", revision=revision, problems=problems)
@@ -85,10 +88,7 @@ class LLMPlanner:
         if best is None:
             update["todo"] = []
             return update
-        plan, problems = best
-        if goal_problems(plan, task):
-            plan, problems = checked_by_rules(adapter, with_goal_step(plan, task))
-            problems = goal_problems(plan, task) + problems
+        _, plan, problems = best
         if problems:
             # The plan goes ahead; the critic sees what the rules found and can send it back.
             update["errors"].append(
@@ -115,6 +115,25 @@ def goal_problems(plan: Plan, task: TaskSpec) -> list[str]:
         for goal in task.predicates
         if not any(step.predicate.covers(goal) for step in plan.sub_actions)
     ]
+
+
+def without_repeats(plan: Plan) -> Plan:
+    """The plan without steps that check an achievement an earlier step already checks:
+    an achievement stays unlocked, so such a step is done before it starts."""
+    seen: set[str] = set()
+    steps = []
+    for step in plan.sub_actions:
+        if step.predicate.kind == "achievement":
+            if step.predicate.name in seen:
+                log.info("plan_repeat_dropped", step=step.id, check=step.predicate.describe())
+                continue
+            seen.add(step.predicate.name)
+        steps.append(step)
+    return (
+        plan
+        if len(steps) == len(plan.sub_actions)
+        else plan.model_copy(update={"sub_actions": steps})
+    )
 
 
 def with_goal_step(plan: Plan, task: TaskSpec) -> Plan:

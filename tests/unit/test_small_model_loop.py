@@ -129,15 +129,27 @@ def test_planner_adds_the_goal_step_a_plan_dropped(
     scripted: ScriptedChatModel, tmp_path: Path
 ) -> None:
     no_goal = plan(("wood", "inventory", "wood", "code"))
-    scripted.answers = [no_goal, no_goal, code(GOOD_CODE), code(GOOD_CODE)]
+    scripted.answers = [no_goal, code(GOOD_CODE), code(GOOD_CODE)]
     state, _ = run("crafter:place_table", tmp_path, plan_revisions=1, **ONE_PASS)
-    revision = str(scripted.prompts[1][-1].content)
-    assert "no step checks the task's goal (achievement place_table unlocked)" in revision
     steps = state["plan"]["sub_actions"]
     assert [s["id"] for s in steps] == ["wood", "place_table"]
     assert steps[-1]["predicate"] == {"kind": "achievement", "name": "place_table", "at_least": 1}
     assert steps[0]["predicate"]["at_least"] >= 2  # the rules' count for the added step
+    assert state["usage"]["planner"]["calls"] == 1  # a complete plan: no second call
     assert not [e for e in state["errors"] if e["kind"] == "plan_lacks"]
+
+
+def test_a_full_plan_without_the_goal_is_sent_back(
+    scripted: ScriptedChatModel, tmp_path: Path
+) -> None:
+    full = plan(*[(f"wood{i}", "inventory", "wood", "code") for i in range(8)])
+    scripted.answers = [full, plan(("table", "achievement", "place_table", "code"))]
+    scripted.answers += [code(GOOD_CODE)]
+    state, _ = run("crafter:place_table", tmp_path, plan_revisions=1, **ONE_PASS)
+    revision = str(scripted.prompts[1][-1].content)
+    assert "no step checks the task's goal (achievement place_table unlocked)" in revision
+    # The plan that has the goal step goes ahead, with the rules' gap on record.
+    assert [s["id"] for s in state["plan"]["sub_actions"]] == ["table"]
 
 
 def test_planner_raises_a_short_count_itself(scripted: ScriptedChatModel, tmp_path: Path) -> None:
@@ -271,3 +283,13 @@ def test_a_step_named_after_an_achievement_checks_it() -> None:
     checked = check_plan(Plan.model_validate(json.loads(copied)), load_adapter("crafter"))
     names = [s.predicate.name for s in checked.sub_actions]
     assert names == ["make_wood_pickaxe", "make_stone_pickaxe", "collect_wood"]
+
+
+def test_repeated_achievement_steps_are_dropped(
+    scripted: ScriptedChatModel, tmp_path: Path
+) -> None:
+    steps = [("wood", "inventory", "wood", "code"), ("table", "achievement", "place_table", "code")]
+    steps += [("table2", "achievement", "place_table", "code")]
+    scripted.answers = [plan(*steps), code(GOOD_CODE), code(GOOD_CODE)]
+    state, _ = run("crafter:place_table", tmp_path, plan_revisions=0, **ONE_PASS)
+    assert [s["id"] for s in state["plan"]["sub_actions"]] == ["wood", "table"]
