@@ -7,7 +7,7 @@ from typing import Any, ClassVar, cast
 
 from langgraph.runtime import Runtime
 
-from rlgpt.envs.base import EnvAdapter, TaskSpec, load_adapter
+from rlgpt.envs.base import EnvAdapter, Predicate, TaskSpec, load_adapter
 from rlgpt.graph.context import Context, context_of
 from rlgpt.graph.node_plugins import Role
 from rlgpt.graph.schemas import MAX_STEPS, Plan, PlanInvalidError, SubAction, check_plan
@@ -105,15 +105,19 @@ class LLMPlanner:
         return update
 
 
-def goal_problems(plan: Plan, task: TaskSpec) -> list[str]:
-    """A plan for a task with a goal must have a step whose check is that goal."""
+def unmet_goals(plan: Plan, task: TaskSpec) -> list[Predicate]:
+    """The task's goals that no step of the plan checks (none for the open-ended score)."""
     if task.score:
         return []
+    return [g for g in task.predicates if not any(s.predicate.covers(g) for s in plan.sub_actions)]
+
+
+def goal_problems(plan: Plan, task: TaskSpec) -> list[str]:
+    """A plan for a task with a goal must have a step whose check is that goal."""
     return [
         f"no step checks the task's goal ({goal.describe()}); end the plan with a step "
         f"whose success predicate is {goal.kind} {goal.name}"
-        for goal in task.predicates
-        if not any(step.predicate.covers(goal) for step in plan.sub_actions)
+        for goal in unmet_goals(plan, task)
     ]
 
 
@@ -142,21 +146,22 @@ def with_goal_step(plan: Plan, task: TaskSpec) -> Plan:
     A small model asked for a revision sometimes drops the goal step altogether; the task's
     own predicate is the one step every plan for it needs.
     """
-    steps = list(plan.sub_actions)
-    for goal in task.predicates:
-        if len(steps) < MAX_STEPS and not any(s.predicate.covers(goal) for s in steps):
-            steps.append(
-                SubAction(
-                    id=goal.name,
-                    description=f"Reach the task's goal: {goal.describe()}.",
-                    predicate=goal,
-                    method="code",
-                    reason="The plan did not reach the task's goal; added as its last step.",
-                )
-            )
-            log.info("plan_goal_added", step=steps[-1].id)
-    # Validated again: the added step's id gets a suffix if a step already has it.
-    dumped = [s.model_dump() for s in steps]
+    room = MAX_STEPS - len(plan.sub_actions)
+    added = [
+        SubAction(
+            id=goal.name,
+            description=f"Reach the task's goal: {goal.describe()}.",
+            predicate=goal,
+            method="code",
+            reason="The plan did not reach the task's goal; added as its last step.",
+        )
+        for goal in unmet_goals(plan, task)[: max(room, 0)]
+    ]
+    if not added:
+        return plan
+    log.info("plan_goal_added", steps=[s.id for s in added])
+    # Validated again: an added step's id gets a suffix if a step already has it.
+    dumped = [s.model_dump() for s in [*plan.sub_actions, *added]]
     return Plan.model_validate({**plan.model_dump(), "sub_actions": dumped})
 
 
