@@ -80,6 +80,13 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         help="Envs per PPO run: batched in-process for a, worker processes for b (default 8).",
     )
     parser.add_argument(
+        "--observation",
+        choices=["pixels", "symbolic"],
+        default="pixels",
+        help="learning: the policy's observation: 'pixels' (crafter's 64x64 RGB image, CNN; "
+        "the published protocol, default) or 'symbolic' (one-hot view, MLP; a second protocol).",
+    )
+    parser.add_argument(
         "--privileged",
         action="store_true",
         help="Let code actions read the full map (marked in every table; default off).",
@@ -135,10 +142,11 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="tasks: JSON or TOML file of extra Context fields (budgets, loops, models, ...).",
     )
-    model.add_argument(
+    parser.add_argument(
         "--runs-dir",
         type=Path,
-        help="tasks: where the runs are written (default runs/bench_tasks_<tag>).",
+        help="learning and tasks: where the runs are kept (default runs/bench_<suite>_<tag>); "
+        "the same command on the same directory continues an interrupted suite.",
     )
     model.add_argument(
         "--resume",
@@ -218,6 +226,7 @@ def run_learning_suite(args: argparse.Namespace) -> dict[str, Path]:
     config = LearningConfig(
         budget=budget,
         budget_name=budget_name,
+        observation=args.observation,
         seeds=_ints(args.seeds or "0"),
         methods=_names(args.methods or ("a,b,c" if args.library else "a")),
         episode_length=episode_length,
@@ -225,21 +234,29 @@ def run_learning_suite(args: argparse.Namespace) -> dict[str, Path]:
         code_actions=_names(args.code_actions),
         n_envs=args.n_envs,
         n_steps=128 if args.quick else 256,
+        checkpoint_every=max(budget // 20, 1_000),
         privileged=bool(args.privileged),
         graph_task=args.graph_task,
         graph_context=graph_context,
     )
     tag = args.tag or budget_name
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="rlgpt-bench-") as scratch:
-        if args.library == SCRIPTED_BASELINE:
-            config.library = str(write_scripted_baseline(Path(scratch) / SCRIPTED_BASELINE))
-            config.library_origin = ORIGIN
-        measured = run_learning(config, Path(scratch))
+    runs_dir = args.runs_dir or Path("runs") / f"bench_learning_{tag}"
     if args.library == SCRIPTED_BASELINE:
-        measured["config"]["library"] = SCRIPTED_BASELINE  # the scratch copy is gone now
-    measured["wall_time"] = round(time.monotonic() - started, 1)
-    return write_learning(measured, args.out, tag)
+        # Written into the runs directory, so a resumed suite finds the same library.
+        config.library = str(write_scripted_baseline(runs_dir / SCRIPTED_BASELINE))
+        config.library_origin = ORIGIN
+    started = time.monotonic()
+
+    def write(measured: dict[str, Any]) -> dict[str, Path]:
+        measured["wall_time"] = round(time.monotonic() - started, 1)
+        measured["runs_wall_time"] = round(
+            sum(float(r["wall_time"]) for m in measured["methods"] for r in m["runs"]), 1
+        )
+        if args.library == SCRIPTED_BASELINE:
+            measured["config"]["library"] = SCRIPTED_BASELINE
+        return write_learning(measured, args.out, tag)
+
+    return write(run_learning(config, runs_dir, on_run=write))
 
 
 def merge_learning_files(args: argparse.Namespace) -> dict[str, Path]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 from rlgpt.bench.learning_config import METHODS, LearningConfig
 from rlgpt.bench.learning_runs import run_code_actions, run_full_loop, train_ppo
 from rlgpt.bench.score import mean_and_spread
+from rlgpt.bench.writers import git_state
+from rlgpt.files import atomic_write_text
 from rlgpt.logging import get_logger
 
 log = get_logger("rlgpt.bench.learning")
@@ -43,16 +46,60 @@ def code_action_names(library: str | Path, wanted: Sequence[str] = ()) -> list[s
 
 
 # ---------------------------------------------------------------------- suite
-def run_learning(config: LearningConfig, out: Path) -> dict[str, Any]:
+def resolve_learning_algo(config: LearningConfig, names: Sequence[str]) -> str:
+    """The one algorithm of methods a and b: MaskablePPO when a code action of b has
+    `available` (a then runs with an all-true mask), else PPO."""
+    if config.algo != "auto":
+        return config.algo
+    if not names or config.library is None:
+        return "ppo"
+    from rlgpt.actions.library import ActionLibrary
+
+    library = ActionLibrary(config.library)
+    return "maskable_ppo" if any(library.get(n).has_available for n in names) else "ppo"
+
+
+#: Config fields a resumed suite must share with the runs already in its directory.
+_RUN_DEFINING = (
+    "budget", "observation", "env_seed_stride", "episode_length", "n_envs", "n_steps",
+    "privileged", "code_action_max_steps", "code_actions", "graph_task", "library_origin",
+)  # fmt: skip
+
+
+def check_runs_dir(config: LearningConfig, runs_dir: Path) -> None:
+    """Record the run-defining config in `runs_dir`, or refuse a directory of another one."""
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    path = runs_dir / "config.json"
+    mine = {k: getattr(config, k) for k in _RUN_DEFINING}
+    if path.exists():
+        theirs = json.loads(path.read_text())
+        differ = sorted(k for k in _RUN_DEFINING if theirs.get(k) != mine[k])
+        if differ:
+            raise ValueError(
+                f"{runs_dir} holds runs of another config (differs in {differ}); pass another "
+                "--runs-dir or remove it"
+            )
+    else:
+        atomic_write_text(path, json.dumps(mine, indent=1) + "\n")
+
+
+def run_learning(
+    config: LearningConfig,
+    runs_dir: Path,
+    on_run: Callable[[dict[str, Any]], object] | None = None,
+) -> dict[str, Any]:
     """Every requested method for every seed; per-method mean and spread of the score.
+
+    Each run lives in `runs_dir/<method>_seed<seed>`: a finished run is read back from its
+    `summary.json`, an interrupted one continues from its last checkpoint, so the same
+    command finishes a suite that was stopped. `on_run` gets the partial result after every
+    run (the result files are rewritten as the suite goes).
 
     Returns:
         `methods`: per method its key, label, runs (raw per-episode results included),
         score mean/std and mean per-achievement rates.
     """
-    unknown = [m for m in config.methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown methods {unknown}; choose from {sorted(METHODS)}")
+    config.validate()
     names: list[str] = []
     sources: dict[str, str] = {}
     if {"b", "c"} & set(config.methods):
@@ -66,44 +113,86 @@ def run_learning(config: LearningConfig, out: Path) -> dict[str, Any]:
         library = ActionLibrary(config.library)
         # The code itself goes into the results: a table is only as honest as its actions.
         sources = {name: library.source(name) for name in names}
+    algo = resolve_learning_algo(config, names)
+    check_runs_dir(config, runs_dir)
     methods: list[dict[str, Any]] = []
+
+    def result() -> dict[str, Any]:
+        return {"config": {**asdict(config), "library_sources": sources}, "methods": methods}
+
     for key in config.methods:
         runs: list[dict[str, Any]] = []
-        for seed in config.seeds:
-            log.info("bench_learning_run", method=key, seed=seed, budget=config.budget)
-            if key == "a":
-                run = train_ppo(config, seed, [], out / f"a_seed{seed}")
-            elif key == "b":
-                run = train_ppo(config, seed, names, out / f"b_seed{seed}")
-            elif key == "c":
-                run = run_code_actions(config, seed, names)
-            else:
-                run = run_full_loop(config, seed, out / f"d_seed{seed}")
-            log.info(
-                "bench_learning_done",
-                method=key,
-                seed=seed,
-                score=round(run["score"], 3),
-                episodes=run["episodes"],
-                steps_per_second=run["steps_per_second"],
-            )
-            runs.append(run)
         label = METHODS[key]
         if key in ("b", "c") and "scripted baseline" in config.library_origin:
             label += " [scripted baseline library]"
-        methods.append(summarise_method(key, label, config.budget, runs))
-    return {"config": {**asdict(config), "library_sources": sources}, "methods": methods}
+        for seed in config.seeds:
+            out = runs_dir / f"{key}_seed{seed}"
+            summary = out / "summary.json"
+            if summary.exists():
+                run = json.loads(summary.read_text())
+                log.info("bench_learning_kept", method=key, seed=seed, score=run["score"])
+            else:
+                log.info("bench_learning_run", method=key, seed=seed, budget=config.budget)
+                code = git_state()  # the code of this run, which a later table may not share
+                run = run_method(config, key, seed, names, algo, out)
+                run["git"] = {k: code.get(k) for k in ("commit", "dirty", "diff_sha256")}
+                atomic_write_text(summary, json.dumps(run) + "\n")
+                log.info(
+                    "bench_learning_done",
+                    method=key,
+                    seed=seed,
+                    score=round(run["score"], 3),
+                    episodes=run["episodes"],
+                    steps_per_second=run["steps_per_second"],
+                )
+            runs.append(run)
+            if on_run is not None:
+                on_run(
+                    {
+                        **result(),
+                        "methods": [
+                            *methods,
+                            summarise_method(key, label, observation_of(config, key), runs),
+                        ],
+                    }
+                )
+        methods.append(summarise_method(key, label, observation_of(config, key), runs))
+    return result()
 
 
-def summarise_method(key: str, label: str, budget: int, runs: list[dict[str, Any]]) -> dict:
-    """One method's table entry: score mean and spread over its runs, mean achievement rates."""
-    mean, std = mean_and_spread([r["score"] for r in runs])
+def observation_of(config: LearningConfig, key: str) -> str:
+    """What a method's agent observes: the protocol's observation for the PPO methods."""
+    if key in ("a", "b"):
+        return config.observation
+    return "none (no policy; code actions read the skill API)"
+
+
+def run_method(
+    config: LearningConfig, key: str, seed: int, names: list[str], algo: str, out: Path
+) -> dict[str, Any]:
+    """One run of one method."""
+    if key == "a":
+        return train_ppo(config, seed, [], algo, out)
+    if key == "b":
+        return train_ppo(config, seed, names, algo, out)
+    if key == "c":
+        return run_code_actions(config, seed, names, out)
+    return run_full_loop(config, seed, out)
+
+
+def summarise_method(key: str, label: str, observation: str, runs: list[dict[str, Any]]) -> dict:
+    """One method's table entry: score mean and spread over its runs, mean achievement rates,
+    and the env steps its runs used."""
+    scores = [r["score"] for r in runs]
+    mean, std = mean_and_spread(scores)
     return {
         "key": key,
         "label": label,
-        "budget_env_steps": budget,
+        "observation": observation,
+        "env_steps_used": [int(r["env_steps"]) for r in runs],
         "score_mean": mean,
         "score_std": std,
+        "score_per_seed": {str(r["seed"]): r["score"] for r in runs},
         "achievements_mean": {
             a: sum(r["achievements"][a] for r in runs) / len(runs) for a in runs[0]["achievements"]
         },
@@ -115,20 +204,26 @@ def summarise_method(key: str, label: str, budget: int, runs: list[dict[str, Any
 def merge_learning(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Combine learning results of one budget (e.g. methods or seeds run in parallel).
 
-    Runs of the same method and label are pooled; the config lists every seed and method and
-    keeps each file's own config under `merged_from`.
+    Runs of the same method, label and observation are pooled (a seed may appear once); the
+    config lists every seed and method and keeps each file's own config and commit under
+    `merged_from`.
     """
     if not results:
         raise ValueError("nothing to merge")
     budgets = {r["config"]["budget"] for r in results}
     if len(budgets) != 1:
         raise ValueError(f"cannot merge results of different budgets: {sorted(budgets)}")
-    pooled: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    pooled: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for result in results:
         for method in result["methods"]:
-            pooled.setdefault((method["key"], method["label"]), []).extend(method["runs"])
-    budget = budgets.pop()
-    methods = [summarise_method(k, label, budget, runs) for (k, label), runs in pooled.items()]
+            group = (method["key"], method["label"], method.get("observation", ""))
+            runs = pooled.setdefault(group, [])
+            seeds = {r["seed"] for r in runs}
+            for run in method["runs"]:
+                if run["seed"] in seeds:
+                    raise ValueError(f"run seed {run['seed']} of {group[1]!r} is in two files")
+                runs.append(run)
+    methods = [summarise_method(*group, runs) for group, runs in pooled.items()]
     config = dict(results[0]["config"])
     for other in results[1:]:
         # The library is the one of the files that used it (b, c), not of a PPO-only file.
@@ -137,8 +232,14 @@ def merge_learning(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 config[name] = other["config"].get(name)
     config["seeds"] = sorted({s for r in results for s in r["config"]["seeds"]})
     config["methods"] = sorted({m for r in results for m in r["config"]["methods"]})
+    config["observation"] = sorted({r["config"].get("observation", "") for r in results})
     config["merged_from"] = [
-        {"created": r.get("created"), "git_commit": r.get("git_commit"), "config": r["config"]}
+        {
+            "created": r.get("created"),
+            "git": r.get("git"),
+            "command": r.get("command"),
+            "config": r["config"],
+        }
         for r in results
     ]
     return {

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rlgpt.bench import writers
+from rlgpt.bench.learning_config import OBSERVATIONS
 from rlgpt.bench.score import ACHIEVEMENTS
 from rlgpt.bench.writers import decimals, pyplot, save_figure
 
@@ -20,64 +21,135 @@ class Anchor:
     score: float
     budget: str
     note: str = ""
+    observation: str = "64x64 RGB"
 
 
-# Crafter score (%) as published; 1M env steps unless the budget says otherwise.
+# Crafter score (%) as published, each over its paper's own seeds; 1M env steps unless the
+# budget says otherwise. They are set beside the pixel protocol only.
 ANCHORS: tuple[Anchor, ...] = (
-    Anchor("Human experts", 50.5, "-", "collect_diamond success 12%"),
-    Anchor("AdaRefiner", 28.2, "5M"),
-    Anchor("SPRING (GPT-4, no training)", 27.3, "no training"),
+    Anchor("Human experts", 50.5, "-", "collect_diamond success 12%", "the game screen"),
+    Anchor("AdaRefiner", 28.2, "5M", "LLM guidance during training"),
+    Anchor("SPRING (GPT-4, no training)", 27.3, "no training", "", "text description of the view"),
     Anchor("Achievement Distillation", 21.8, "1M"),
     Anchor("PPO (ResNet)", 15.6, "1M"),
     Anchor("DreamerV3", 14.5, "1M"),
     Anchor("PPO (SB3)", 4.6, "1M"),
-    Anchor("Random", 1.6, "1M"),
+    Anchor("Random", 1.6, "1M", "", "none"),
 )
 HUMAN_DIAMOND_RATE = 0.12
 
+#: How each of our runs' observations reads in a table, and under which protocol it falls.
+PIXELS, SYMBOLIC = "pixels", "symbolic"
 
-def learning_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One row per method: our results (with mean ± spread over seeds) and the anchors."""
+
+def observation_text(method: Mapping[str, Any]) -> str:
+    """What a method's agent observed, as a table cell."""
+    observation = str(method.get("observation", ""))
+    text = OBSERVATIONS.get(observation, observation or "not recorded")
+    if method["key"] == "b":
+        text += "; code actions read the skill API"
+    return text
+
+
+def _used(method: Mapping[str, Any], budget: int) -> str:
+    """The env steps a method's runs used, against the budget."""
+    used = [int(u) for u in method.get("env_steps_used", [])]
+    if not used:
+        return "not recorded"
+    low, high = min(used), max(used)
+    text = f"{low:,}" if low == high else f"{low:,}-{high:,}"
+    if high < budget:
+        text += f" ({100.0 * high / budget:.1f}% of the budget)"
+    return text
+
+
+def learning_rows(result: Mapping[str, Any], observation: str) -> list[dict[str, Any]]:
+    """One row per method of one observation (mean ± spread over seeds), and for the pixel
+    protocol the published anchors; best first."""
+    budget = int(result["config"]["budget"])
     rows: list[dict[str, Any]] = []
     for method in result["methods"]:
+        if method.get("observation", "") != observation:
+            continue
+        runs = method["runs"]
+        per_seed = ", ".join(decimals(r["score"], 2) for r in runs)
         rows.append(
             {
                 "method": method["label"],
+                "observation": observation_text(method),
                 "score": method["score_mean"],
-                "spread": method["score_std"] if len(method["runs"]) > 1 else None,
-                "budget": f"{method['budget_env_steps']:,} steps",
-                "seeds": len(method["runs"]),
+                "spread": method["score_std"] if len(runs) > 1 else None,
+                "seeds": len(runs),
+                "per_seed": per_seed,
+                "used": _used(method, budget),
                 "note": method.get("note", ""),
                 "ours": True,
             }
         )
-    for anchor in ANCHORS:
-        rows.append(
-            {
-                "method": anchor.method,
-                "score": anchor.score,
-                "spread": None,
-                "budget": anchor.budget,
-                "seeds": None,
-                "note": ("published; " + anchor.note).rstrip("; "),
-                "ours": False,
-            }
-        )
+    if observation == PIXELS:
+        for anchor in ANCHORS:
+            rows.append(
+                {
+                    "method": anchor.method,
+                    "observation": anchor.observation,
+                    "score": anchor.score,
+                    "spread": None,
+                    "seeds": None,
+                    "per_seed": "",
+                    "used": anchor.budget,
+                    "note": ("published; " + anchor.note).rstrip("; "),
+                    "ours": False,
+                }
+            )
     rows.sort(key=lambda r: -float(r["score"]))
     return rows
 
 
+_SECTIONS = (
+    (PIXELS, "Standard protocol: crafter's 64x64 RGB image, CNN policy",
+     "The protocol of the published baselines (their observation and budget; PPO's "
+     "hyperparameters are this project's, listed below), set beside them."),
+    (SYMBOLIC, "Second protocol: symbolic observation, MLP policy",
+     "Not comparable with the published results, which see pixels: the symbolic view has no "
+     "darkness, no noise and names every cell. No published row is set beside it."),
+)  # fmt: skip
+
+
+def _table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| method | observation | Crafter score (%) | n | per seed | env steps used | note |",
+        "| --- | --- | ---: | ---: | --- | --- | --- |",
+    ]
+    for row in rows:
+        score = decimals(row["score"])
+        if row["ours"]:
+            # The spread is the sample standard deviation over seeds; one seed has none.
+            spread = f" ± {decimals(row['spread'])}" if (row["seeds"] or 0) > 1 else ""
+            score = f"**{score}{spread}**"
+        seeds = "" if row["seeds"] is None else str(row["seeds"])
+        lines.append(
+            f"| {row['method']} | {row['observation']} | {score} | {seeds} | {row['per_seed']} "
+            f"| {row['used']} | {row['note']} |"
+        )
+    return lines
+
+
 def learning_markdown(result: Mapping[str, Any]) -> str:
-    """The learning table beside the published anchors, plus per-achievement success rates."""
+    """The learning tables by protocol (the pixel one beside the published anchors), the
+    per-achievement success rates and the runs."""
     config = result["config"]
+    methods = result["methods"]
     lines = [
         f"# Learning on Crafter ({config.get('budget_name', '')} budget)",
         "",
-        f"Budget per run: {config['budget']:,} env steps (every step a code action takes counts); "
-        f"episodes up to {config['episode_length']:,} steps; privileged full-map mode: "
+        f"Budget per run: {config['budget']:,} env steps; every env step any part of a method "
+        "takes counts (code actions, preludes, checks, evaluations). Episodes up to "
+        f"{config['episode_length']:,} steps; privileged full-map mode: "
         f"{'USED' if config.get('privileged') else 'not used'}. Score = "
-        "exp(mean(ln(1+s_i)))-1 over the 22 achievements, s_i = success rate (%) over the "
-        "training episodes. Published anchors are at 1M steps unless noted.",
+        "exp(mean(ln(1+s_i)))-1 over the 22 achievements, s_i = success rate (%) over all "
+        "training episodes of a run. n = run seeds; run seed s trains on env seeds "
+        f"s x {config.get('env_seed_stride', '?'):,} + i, so no two runs share a world; "
+        "± is the sample standard deviation over seeds.",
         "",
     ]
     if config.get("library"):
@@ -85,25 +157,32 @@ def learning_markdown(result: Mapping[str, Any]) -> str:
             f"Action library: `{config['library']}` ({config.get('library_origin', '')}).",
             "",
         ]
-    lines += [
-        "| method | Crafter score (%) | budget | seeds | note |",
-        "| --- | ---: | --- | ---: | --- |",
-    ]
-    for row in learning_rows(result):
-        score = decimals(row["score"])
-        if row["ours"]:
-            # The spread is the standard deviation over seeds; one seed has none.
-            spread = f" ± {decimals(row['spread'])}" if (row["seeds"] or 0) > 1 else ""
-            score = f"**{score}{spread}**"
-        seeds = "" if row["seeds"] is None else str(row["seeds"])
-        lines.append(f"| {row['method']} | {score} | {row['budget']} | {seeds} | {row['note']} |")
-    methods = result["methods"]
+    shown = {PIXELS, SYMBOLIC}
+    for observation, title, text in _SECTIONS:
+        rows = learning_rows(result, observation)
+        if observation == SYMBOLIC and not any(r["ours"] for r in rows):
+            continue
+        lines += [f"## {title}", "", text, "", *_table(rows), ""]
+    others = sorted({str(m.get("observation", "")) for m in methods} - shown)
+    for observation in others:
+        lines += [
+            f"## Without a trained policy ({observation or 'observation not recorded'})",
+            "",
+            "These methods read the skill API (the cells the agent has seen), not pixels; they "
+            "are set beside neither protocol's anchors.",
+            "",
+            *_table(learning_rows(result, observation)),
+            "",
+        ]
+    ppo = next((r.get("ppo") for m in methods for r in m["runs"] if r.get("ppo")), None)
+    if ppo:
+        settings = ", ".join(f"{k}={v}" for k, v in sorted(ppo.items()))
+        lines += [f"PPO settings of a and b: {settings}; {config.get('n_envs')} envs.", ""]
     if methods:
         lines += [
-            "",
             "## Success rate per achievement (%, mean over seeds)",
             "",
-            "| achievement | " + " | ".join(m["key"] for m in methods) + " |",
+            "| achievement | " + " | ".join(_column(m) for m in methods) + " |",
             "| --- |" + " ---: |" * len(methods),
         ]
         for name in ACHIEVEMENTS:
@@ -113,17 +192,31 @@ def learning_markdown(result: Mapping[str, Any]) -> str:
         lines += ["", "## Runs", ""]
         for m in methods:
             for run in m["runs"]:
+                resumed = f", resumed {run['resumes']}x" if run.get("resumes") else ""
+                git = run.get("git") or {}
+                if git.get("commit"):
+                    resumed += f"; code {git['commit'][:7]}" + (
+                        " + changes" if git["dirty"] else ""
+                    )
                 lines.append(
-                    f"- {m['key']} seed {run['seed']}: score {decimals(run['score'], 2)}, "
-                    f"{run['episodes']} episodes, {run['env_steps']:,} env steps, "
-                    f"{decimals(run['wall_time'])} s ({decimals(run['steps_per_second'])} steps/s)"
+                    f"- {_column(m)} seed {run['seed']} (env seeds {run.get('env_seeds', '?')}): "
+                    f"score {decimals(run['score'], 2)}, {run['episodes']} episodes, "
+                    f"{run['env_steps']:,} env steps, {decimals(run['wall_time'])} s "
+                    f"({decimals(run['steps_per_second'])} steps/s{resumed})"
                 )
+    lines += writers.provenance_section(result)
     lines.append("")
     return "\n".join(lines)
 
 
+def _column(method: Mapping[str, Any]) -> str:
+    """A method's short name: its key and, for a and b, its observation."""
+    observation = str(method.get("observation", ""))
+    return f"{method['key']} ({observation})" if observation in OBSERVATIONS else method["key"]
+
+
 def learning_plots(result: Mapping[str, Any], out: Path, stem: str) -> list[Path]:
-    """Per-achievement success bars and the score beside the anchors."""
+    """Per-achievement success bars and the pixel protocol's scores beside the anchors."""
     import numpy as np
 
     plt = pyplot()
@@ -136,20 +229,21 @@ def learning_plots(result: Mapping[str, Any], out: Path, stem: str) -> list[Path
         x = np.arange(len(ACHIEVEMENTS))
         for i, m in enumerate(methods):
             values = [100.0 * m["achievements_mean"].get(a, 0.0) for a in ACHIEVEMENTS]
-            ax.bar(x + i * width, values, width, label=m["label"])
+            ax.bar(x + i * width, values, width, label=f"{_column(m)}: {m['label']}")
         ax.set_xticks(x + 0.4 - width / 2, ACHIEVEMENTS, rotation=60, ha="right", fontsize=7)
         ax.set_ylabel("success rate (%)")
         ax.set_title("Success rate per achievement over the training episodes")
         ax.legend(fontsize=7)
         paths.append(save_figure(fig, out / f"{stem}_achievements.png"))
-    rows = learning_rows(result)
+    # Only the pixel protocol is set beside the published results.
+    rows = learning_rows(result, PIXELS)
     fig, ax = plt.subplots(figsize=(10, 0.4 * len(rows) + 1.4))
     names = [r["method"] for r in rows][::-1]
     scores = [r["score"] for r in rows][::-1]
     errors = [r["spread"] or 0.0 for r in rows][::-1]
     colors = ["#C44E52" if r["ours"] else "#8C8C8C" for r in rows][::-1]
     ax.barh(names, scores, xerr=errors, color=colors)
-    ax.set_xlabel("Crafter score (%); red: these runs, grey: published")
+    ax.set_xlabel("Crafter score (%), 64x64 RGB protocol; red: these runs, grey: published")
     paths.append(save_figure(fig, out / f"{stem}_scores.png"))
     return paths
 
@@ -159,6 +253,7 @@ def write_learning(measured: Mapping[str, Any], out: Path, tag: str) -> dict[str
     result = {
         **writers.envelope("learning", measured["config"]),
         "wall_time": measured["wall_time"],
+        "runs_wall_time": measured.get("runs_wall_time"),
         "anchors": [vars(a) for a in ANCHORS],
         "methods": measured["methods"],
     }

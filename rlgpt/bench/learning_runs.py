@@ -6,11 +6,13 @@ import json
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rlgpt.bench.learning_config import LearningConfig
 from rlgpt.bench.score import achievement_rates, crafter_score
+from rlgpt.files import atomic_write_text
 
 
 def episode_record(info: dict[str, Any], total: int) -> dict[str, Any]:
@@ -51,15 +53,28 @@ def run_summary(
 
 
 # ------------------------------------------------------------------ (a), (b)
-def train_ppo(config: LearningConfig, seed: int, names: list[str], out: Path) -> dict[str, Any]:
-    """PPO through the RL pipeline's env and settings, recording achievements per episode."""
-    import torch
-    from stable_baselines3.common.callbacks import CallbackList
+def curve_episode(record: dict[str, Any]) -> dict[str, Any]:
+    """A training episode of the RL pipeline's curve in the suite's episode format."""
+    return {
+        "length": int(record["length"]),
+        "agent_steps": int(record["agent_steps"]),
+        "return": round(float(record["return"]), 3),
+        "env_steps_total": int(record["env_steps"]),
+        "achievements": list(record.get("achievements", [])),
+    }
 
-    from rlgpt.tools.rl_callbacks import ProgressReporter, StepBudget, StepCounter
-    from rlgpt.tools.rl_pipeline import RLJob, algo_class, make_vec_env, resolve_algo
 
-    torch.set_num_threads(1)
+def train_ppo(
+    config: LearningConfig, seed: int, names: list[str], algo: str, out: Path
+) -> dict[str, Any]:
+    """PPO / MaskablePPO through the RL pipeline, resumable from its checkpoints in `out`.
+
+    Every finished training episode is kept with its unlocked achievements; a run that was
+    killed continues from its last checkpoint (policy and episode log) when started again.
+    """
+    from rlgpt.tools.rl_job import RLJob
+    from rlgpt.tools.rl_pipeline import train_policy
+
     job = RLJob(
         task="crafter:score",
         library_dir=config.library if names else None,
@@ -67,105 +82,110 @@ def train_ppo(config: LearningConfig, seed: int, names: list[str], out: Path) ->
         episode_length=config.episode_length,
         timesteps=config.budget,
         seed=seed,
+        env_seed=config.env_seed(seed),
         n_envs=config.n_envs,
         n_steps=config.n_steps,
+        algo=algo,  # type: ignore[arg-type]
+        observation=config.observation,
         privileged=config.privileged,
         code_action_max_steps=config.code_action_max_steps,
         output_dir=str(out),
-        progress_every=max(config.budget // 10, 1000),
+        checkpoint_every=config.checkpoint_every,
+        progress_every=max(config.budget // 20, 1000),
+        policy_name="policy",
     )
-
-    class Recorder(StepCounter):
-        """Also keeps the unlocked achievements of every finished episode."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.records: list[dict[str, Any]] = []
-
-        def _record(self, summary: dict[str, Any], info: dict[str, Any]) -> None:
-            super()._record(summary, info)
-            self.records.append(episode_record(info, self.env_steps))
-
-    # The pipeline's own vec env: code actions run in supervised workers, plain PPO in-process.
-    vec_env = make_vec_env(job)
-    algo = resolve_algo(job)
-    kwargs = job.ppo_kwargs()
-    recorder = Recorder()
-    started = time.monotonic()
-    try:
-        model = algo_class(algo)("MlpPolicy", vec_env, **kwargs)
-        callbacks = CallbackList(
-            [
-                recorder,
-                ProgressReporter(recorder, f"bench_seed{seed}", job.timesteps, job.progress_every),
-                StepBudget(recorder, job.timesteps),
-            ]
-        )
-        model.learn(total_timesteps=job.timesteps, callback=callbacks, progress_bar=False)
-    finally:
-        vec_env.close()
-    wall = time.monotonic() - started
-    method = "b" if names else "a"
+    result = train_policy(job)
+    curve = json.loads(Path(result.curve_path).read_text())
     return run_summary(
-        method,
+        "b" if names else "a",
         seed,
-        recorder.records,
-        recorder.env_steps,
-        wall,
-        agent_steps=recorder.agent_steps,
-        algo=algo,
+        [curve_episode(r) for r in curve],
+        result.env_steps + result.prelude_env_steps,
+        result.wall_time,
+        env_seeds=f"{config.env_seed(seed)}+",
+        agent_steps=result.agent_steps,
+        algo=result.algo,
+        observation=config.observation,
         action_names=names,
-        code_action_errors=recorder.code_action_errors,
-        ppo={k: v for k, v in kwargs.items() if k not in ("seed", "verbose")},
+        resumes=result.resumes,
+        learn_steps_per_second=result.training_steps_per_second,
+        ppo={k: v for k, v in job.ppo_kwargs().items() if k not in ("seed", "verbose", "device")},
     )
 
 
 # ----------------------------------------------------------------------- (c)
-def _code_only_worker(
-    library: str,
-    names: list[str],
-    budget: int,
-    seed: int,
-    episode_length: int,
-    privileged: bool,
-    max_steps: int,
-) -> dict[str, Any]:
-    """In a worker process: call the code actions in turn until the env-step budget is spent."""
+@dataclass
+class CodeOnlyLog:
+    """Method c's resumable state: its finished episodes and counters, in `out`."""
+
+    out: Path
+
+    def load(self) -> dict[str, Any]:
+        """The saved counters and episodes, or a fresh start."""
+        path = self.out / "progress.json"
+        if path.exists():
+            data: dict[str, Any] = json.loads(path.read_text())
+            data["resumes"] = int(data.get("resumes", 0)) + 1
+            return data
+        return {"total": 0, "agent_steps": 0, "errors": 0, "wall": 0.0, "resumes": 0,
+                "episodes": []}  # fmt: skip
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Write the counters and episodes atomically."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.out / "progress.json", json.dumps(state))
+
+
+def _code_only_worker(config: LearningConfig, names: list[str], seed: int, out: str) -> dict:
+    """In a worker process: call the code actions in turn until the env-step budget is spent.
+
+    The log is saved after every finished episode; a restarted run keeps those episodes and
+    starts its next episode on an unused env seed.
+    """
     from rlgpt.actions.build import make_options_env
     from rlgpt.actions.sandbox import SandboxLimits
     from rlgpt.envs.base import EnvSettings, resolve_task
 
-    settings = EnvSettings(episode_length=episode_length, privileged=privileged)
+    if config.library is None:
+        raise ValueError("method c needs an action library (--library)")
+    settings = EnvSettings(episode_length=config.episode_length, privileged=config.privileged)
     env = make_options_env(
         "crafter",
         resolve_task("crafter", "crafter:score"),
         settings,
-        library=library,
+        library=config.library,
         action_names=names,
-        limits=SandboxLimits(max_steps=max_steps),
+        limits=SandboxLimits(max_steps=config.code_action_max_steps),
     )
+    progress = CodeOnlyLog(Path(out))
+    state = progress.load()
     started = time.monotonic()
-    env.reset(seed=seed)
-    total = agent_steps = errors = turn = 0
-    episodes: list[dict[str, Any]] = []
+    env.reset(seed=config.env_seed(seed) + state["resumes"])
+    turn = 0
     open_episode: dict[str, Any] | None = None
-    while total < budget:
+    while state["total"] < config.budget:
         action = env.n_primitives + turn % len(names)
         turn += 1
         _, _, terminated, truncated, info = env.step(action)
-        total += int(info["env_steps"])
-        agent_steps += 1
-        errors += int("code_action_error" in info)
+        state["total"] += int(info["env_steps"])
+        state["agent_steps"] += 1
+        state["errors"] += int("code_action_error" in info)
         if terminated or truncated:
-            episodes.append(episode_record(info, total))
+            state["episodes"].append(episode_record(info, state["total"]))
+            state["wall"] += time.monotonic() - started
+            started = time.monotonic()
+            progress.save(state)
             env.reset()
             turn = 0
         else:
             open_episode = info
+    state["wall"] += time.monotonic() - started
+    progress.save(state)
+    episodes = list(state["episodes"])
     note = ""
     if not episodes and open_episode is not None:
         # Without one finished episode the rates come from the unfinished last one.
-        partial = episode_record(open_episode, total)
+        partial = episode_record(open_episode, state["total"])
         partial["unfinished"] = True
         episodes.append(partial)
         note = "no episode finished within the budget; rates from the unfinished episode"
@@ -174,34 +194,27 @@ def _code_only_worker(
         "c",
         seed,
         episodes,
-        total,
-        time.monotonic() - started,
-        agent_steps=agent_steps,
+        state["total"],
+        state["wall"],
+        env_seeds=f"{config.env_seed(seed)}+",
+        agent_steps=state["agent_steps"],
         action_names=names,
-        code_action_errors=errors,
+        code_action_errors=state["errors"],
+        resumes=state["resumes"],
         note=note,
     )
 
 
-def run_code_actions(config: LearningConfig, seed: int, names: list[str]) -> dict[str, Any]:
+def run_code_actions(
+    config: LearningConfig, seed: int, names: list[str], out: Path
+) -> dict[str, Any]:
     """Method c in a forkserver worker process (see `_code_only_worker`)."""
     from rlgpt.actions.worker import prepare_forkserver
 
-    if config.library is None:
-        raise ValueError("method c needs an action library (--library)")
     prepare_forkserver()
     context = multiprocessing.get_context("forkserver")
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        future = pool.submit(
-            _code_only_worker,
-            config.library,
-            names,
-            config.budget,
-            seed,
-            config.episode_length,
-            config.privileged,
-            config.code_action_max_steps,
-        )
+        future = pool.submit(_code_only_worker, config, names, seed, str(out))
         return dict(future.result())
 
 

@@ -34,6 +34,7 @@ class StepCounter(BaseCallback):
         self.agent_steps = 0
         self.code_action_errors = 0
         self.episodes: list[dict[str, Any]] = []
+        self.resumes = 0
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_EPISODES)
         self._started = time.monotonic()
         self._steps_at_start = 0
@@ -63,9 +64,17 @@ class StepCounter(BaseCallback):
             "agent_steps": int(summary["agent_steps"]),
             "return": float(summary["return"]),
             "success": bool(summary["success"]),
+            "achievements": sorted(
+                n for n, c in info.get("achievements", {}).items() if int(c) > 0
+            ),
         }
         self.episodes.append(record)
         self.recent.append(record)
+
+    @property
+    def budgeted_steps(self) -> int:
+        """Every env step the job took: its agents' steps and the preludes' steps."""
+        return self.env_steps + self.prelude_env_steps
 
     @property
     def training_rate(self) -> float:
@@ -95,6 +104,7 @@ class StepCounter(BaseCallback):
             "agent_steps": self.agent_steps,
             "code_action_errors": self.code_action_errors,
             "episodes": self.episodes,
+            "resumes": self.resumes,
         }
 
     def restore(self, counters: dict[str, Any]) -> None:
@@ -104,6 +114,7 @@ class StepCounter(BaseCallback):
         self.agent_steps = int(counters["agent_steps"])
         self.code_action_errors = int(counters["code_action_errors"])
         self.episodes = list(counters["episodes"])
+        self.resumes = int(counters.get("resumes", 0)) + 1
         self.recent.extend(self.episodes[-RECENT_EPISODES:])
 
 
@@ -190,7 +201,7 @@ class PeriodicCheckpoint(EveryEnvSteps):
 
 class StepBudget(BaseCallback):
     """Ends training once the env-step budget is spent (SB3 counts agent steps, and a code
-    action is one agent step of many env steps)."""
+    action is one agent step of many env steps); prelude steps count too."""
 
     def __init__(self, counter: StepCounter, budget: int) -> None:
         super().__init__(verbose=0)
@@ -198,7 +209,7 @@ class StepBudget(BaseCallback):
         self.budget = budget
 
     def _on_step(self) -> bool:
-        return self.counter.env_steps < self.budget
+        return self.counter.budgeted_steps < self.budget
 
 
 class StopSignal(BaseCallback):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from typing_extensions import TypedDict
@@ -19,6 +19,7 @@ class RLRunRecord(TypedDict):
     action_names: list[str]
     algo: str
     env_steps: int
+    prelude_env_steps: NotRequired[int]
     agent_steps: int
     wall_time: float
     steps_per_second: float
@@ -54,9 +55,15 @@ class RLJob(BaseModel):
     timesteps: int = Field(
         default=20_000,
         ge=1,
-        description="Env-step budget: every env step a code action takes counts.",
+        description="Env-step budget: every env step counts (code actions' and preludes').",
     )
-    seed: int = Field(default=0, ge=0, description="Training seed (env worlds and SB3).")
+    seed: int = Field(default=0, ge=0, description="Training seed (SB3; env worlds unless set).")
+    env_seed: int | None = Field(
+        default=None,
+        ge=0,
+        description="First env seed: env i starts at `env_seed + i`, and after k resumes at "
+        "`env_seed + k * n_envs + i`, so no world sequence repeats; unset = `seed`.",
+    )
     n_envs: int = Field(
         default=1,
         ge=1,
@@ -127,6 +134,11 @@ class RLJob(BaseModel):
         """Whether the envs run in the training process (no library code to contain)."""
         return not (self.action_names or self.prelude)
 
+    def first_env_seed(self, resumes: int) -> int:
+        """The seed of env 0 in an attempt that follows `resumes` interrupted ones."""
+        base = self.seed if self.env_seed is None else self.env_seed
+        return base + resumes * self.n_envs
+
     @property
     def minibatch_size(self) -> int:
         """The PPO minibatch size this job uses (never more than one rollout)."""
@@ -155,7 +167,9 @@ class RLResult(BaseModel):
     action_names: list[str] = Field(description="Library actions after the primitives.")
     algo: str = Field(description="`ppo` or `maskable_ppo`.")
     env_steps: int = Field(description="Env steps taken by agent steps (the budgeted count).")
-    prelude_env_steps: int = Field(description="Env steps spent in preludes (not budgeted).")
+    prelude_env_steps: int = Field(
+        description="Env steps spent in preludes (counted toward the budget)."
+    )
     agent_steps: int = Field(description="Agent decisions (a code action is one).")
     episodes: int = Field(description="Finished training episodes.")
     wall_time: float = Field(description="Seconds of training (env set-up included).")
@@ -170,7 +184,7 @@ class RLResult(BaseModel):
     stopped_early: bool = Field(description="Stopped by `should_stop` before the budget.")
     curve_path: str = Field(
         description="JSON list, one record per episode: episode, env_steps (training total at "
-        "its end), length, agent_steps, return, success."
+        "its end), length, agent_steps, return, success, achievements (unlocked names)."
     )
     tensorboard_dir: str = Field(description="SB3 TensorBoard logs; empty when unavailable.")
     tensorboard_note: str = Field(default="", description="Why there are no TensorBoard logs.")
@@ -178,6 +192,7 @@ class RLResult(BaseModel):
     resumed_from: int = Field(
         default=0, description="Env steps already done by an interrupted earlier attempt."
     )
+    resumes: int = Field(default=0, description="Interrupted attempts this job continued from.")
 
     def to_record(self, subaction: str) -> RLRunRecord:
         """The graph-state record of this run."""
@@ -187,6 +202,7 @@ class RLResult(BaseModel):
             action_names=self.action_names,
             algo=self.algo,
             env_steps=self.env_steps,
+            prelude_env_steps=self.prelude_env_steps,
             agent_steps=self.agent_steps,
             wall_time=self.wall_time,
             steps_per_second=self.steps_per_second,

@@ -237,8 +237,10 @@ def train_policy(
         else:
             model = algo_cls(policy, vec_env, **kwargs)
         resumed_from = counter.env_steps
+        # SB3 seeds env i with `seed + i`; a resumed attempt moves on to unused worlds.
+        vec_env.seed(job.first_env_seed(counter.resumes))
         # Agent steps never exceed env steps, so the env-step budget ends training first.
-        remaining = job.timesteps - counter.env_steps
+        remaining = job.timesteps - counter.budgeted_steps
         training_rate = 0.0
         if remaining > 0:
             model.learn(
@@ -271,12 +273,13 @@ def train_policy(
         steps_per_second=round((counter.env_steps - resumed_from) / max(wall, 1e-9), 1),
         training_steps_per_second=round(training_rate, 1),
         train_success_rate=counter.success_rate,
-        stopped_early=stop.stopped and counter.env_steps < job.timesteps,
+        stopped_early=stop.stopped and counter.budgeted_steps < job.timesteps,
         curve_path=str(curve_path.resolve()),
         tensorboard_dir=str(Path(tb_dir).resolve()) if tb_dir else "",
         tensorboard_note=tb_note,
         vec_env="dummy" if isinstance(vec_env, FastDummyVecEnv) else "subproc",
         resumed_from=resumed_from,
+        resumes=counter.resumes,
     )
 
 

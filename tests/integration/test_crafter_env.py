@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import crafter
 import numpy as np
 import pytest
@@ -149,6 +152,44 @@ def test_dead_prefetch_helper_falls_back_to_local_generation() -> None:
     env.reset()
     reference.reset()
     np.testing.assert_array_equal(env._world._mat_map, reference._world._mat_map)
+
+
+def test_helper_dead_before_the_first_request_is_no_crash() -> None:
+    area = (40, 40)  # a helper of its own, so the other tests keep theirs
+    helper = shared_prefetcher(area)
+    assert helper is not None
+    helper._process.kill()
+    helper._process.join(5)
+    env = CrafterEnv(CrafterConfig(area=area, prefetch_worlds=True))
+    reference = CrafterEnv(CrafterConfig(area=area))
+    env.reset(seed=4)  # its request for the next world meets the broken pipe
+    reference.reset(seed=4)
+    np.testing.assert_array_equal(env._world._mat_map, reference._world._mat_map)
+    env.reset()
+    reference.reset()
+    np.testing.assert_array_equal(env._world._mat_map, reference._world._mat_map)
+    assert shared_prefetcher(area) is None
+
+
+def test_prefetching_env_runs_from_a_script_on_standard_input() -> None:
+    # A helper started by `spawn` cannot re-run a main module read from standard input: it
+    # dies at once, and the env must carry on without it.
+    script = (
+        "from rlgpt.envs.crafter.config import CrafterConfig\n"
+        "from rlgpt.envs.crafter.env import CrafterEnv\n"
+        "env = CrafterEnv(CrafterConfig(episode_length=20, prefetch_worlds=True))\n"
+        "env.reset(seed=1)\n"
+        "for _ in range(100):\n"
+        "    *_, terminated, truncated, _ = env.step(0)\n"
+        "    if terminated or truncated:\n"
+        "        env.reset()\n"
+        "print('episodes', env._episode)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-"], input=script, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "episodes 6" in done.stdout  # 5 resets after the first
 
 
 def test_rendering_does_not_change_dynamics() -> None:

@@ -63,10 +63,10 @@ def test_mean_and_spread() -> None:
     assert std == pytest.approx(1.0)
 
 
-def _result(origin: str) -> dict[str, object]:
+def _method(key: str, observation: str, score: float = 4.0) -> dict[str, object]:
     run = {
         "seed": 0,
-        "score": 4.0,
+        "score": score,
         "episodes": 10,
         "env_steps": 5000,
         "wall_time": 10.0,
@@ -75,65 +75,90 @@ def _result(origin: str) -> dict[str, object]:
     }
     rates = dict.fromkeys(ACHIEVEMENTS, 0.0) | {"collect_wood": 0.8}
     return {
+        "key": key,
+        "label": f"method {key} [scripted baseline library]",
+        "observation": observation,
+        "env_steps_used": [5000, 4000],
+        "score_mean": score,
+        "score_std": 1.5,
+        "achievements_mean": rates,
+        "runs": [run, {**run, "seed": 1, "env_steps": 4000}],
+    }
+
+
+def _result(origin: str) -> dict[str, object]:
+    return {
         "config": {
             "budget": 5000,
             "budget_name": "5k",
             "episode_length": 10_000,
+            "env_seed_stride": 10_000,
             "privileged": False,
             "library": "/tmp/lib",
             "library_origin": origin,
         },
-        "methods": [
-            {
-                "key": "c",
-                "label": "code actions alone [scripted baseline library]",
-                "budget_env_steps": 5000,
-                "score_mean": 4.0,
-                "score_std": 1.5,
-                "achievements_mean": rates,
-                "runs": [run, {**run, "seed": 1}],
-            }
-        ],
+        "methods": [_method("b", "pixels"), _method("a", "symbolic", 20.0)],
     }
 
 
-def test_learning_table_places_results_beside_anchors() -> None:
+def test_learning_table_sets_only_the_pixel_protocol_beside_anchors() -> None:
     result = _result("scripted baseline (hand-written library, not produced by the model)")
-    rows = learning_rows(result)
+    rows = learning_rows(result, "pixels")
     assert len(rows) == len(ANCHORS) + 1
     assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
     ours = next(r for r in rows if r["ours"])
     # 4.0 sits between PPO (SB3) 4.6 and Random 1.6.
     names = [r["method"] for r in rows]
     assert names.index(ours["method"]) == names.index("PPO (SB3)") + 1
+    assert ours["used"] == "4,000-5,000"
+    # The symbolic row is alone in its table, however high its score.
+    (symbolic,) = learning_rows(result, "symbolic")
+    assert symbolic["score"] == 20.0 and symbolic["ours"]
     text = learning_markdown(result)
+    pixel_part, symbolic_part = text.split("## Second protocol")
     assert_contains(
-        text,
-        "**4.0 ± 1.5**",
-        "| Human experts | 50.5 |",
-        "AdaRefiner | 28.2 | 5M",
+        pixel_part,
+        "**4.0 ± 1.5** | 2 | 4.00, 4.00 | 4,000-5,000 |",
+        "| Human experts | the game screen | 50.5 |",
+        "| AdaRefiner | 64x64 RGB | 28.2 |  |  | 5M |",
+        "64x64 RGB (crafter's image), CNN; code actions read the skill API",
         "scripted baseline",
         "privileged full-map mode: not used",
-        "collect_diamond (human 12%)",
-        "| collect_wood | 80.0 |",
     )
+    assert "**20.0" not in pixel_part
+    assert_contains(
+        symbolic_part,
+        "Not comparable with the published results",
+        "| method a [scripted baseline library] | symbolic 9x7 one-hot view + inventory, MLP "
+        "| **20.0 ± 1.5** |",
+        "collect_diamond (human 12%)",
+        "| collect_wood | 80.0 | 80.0 |",
+    )
+    assert "Human experts" not in symbolic_part
     assert math.isclose(crafter_score({"collect_wood": 0.8}), 0.2210946, abs_tol=1e-6)
 
 
-def test_merge_pools_runs_of_one_budget() -> None:
+def test_merge_pools_runs_of_one_budget_and_observation() -> None:
     first = _result("scripted baseline")
-    first["config"] |= {"seeds": [0, 1], "methods": ["c"]}  # type: ignore[operator]
+    first["config"] |= {"seeds": [0, 1], "methods": ["a", "b"]}  # type: ignore[operator]
     second = _result("scripted baseline")
-    second["config"] |= {"seeds": [2], "methods": ["c"]}  # type: ignore[operator]
-    method = second["methods"][0]  # type: ignore[index]
-    method["runs"] = [{**method["runs"][0], "seed": 2, "score": 7.0}]
+    second["config"] |= {"seeds": [2], "methods": ["b"]}  # type: ignore[operator]
+    method = _method("b", "pixels")
+    method["runs"] = [{**method["runs"][0], "seed": 2, "score": 7.0}]  # type: ignore[index]
+    second["methods"] = [method]
     merged = merge_learning([first, second])
-    (pooled,) = merged["methods"]
-    assert [r["seed"] for r in pooled["runs"]] == [0, 1, 2]
-    assert pooled["score_mean"] == pytest.approx(5.0)
+    pooled = {(m["key"], m["observation"]): m for m in merged["methods"]}
+    assert sorted(pooled) == [("a", "symbolic"), ("b", "pixels")]
+    b = pooled[("b", "pixels")]
+    assert [r["seed"] for r in b["runs"]] == [0, 1, 2]
+    assert b["score_mean"] == pytest.approx(5.0)
+    assert b["score_per_seed"] == {"0": 4.0, "1": 4.0, "2": 7.0}
+    assert len(pooled[("a", "symbolic")]["runs"]) == 2
     assert merged["config"]["seeds"] == [0, 1, 2]
     assert len(merged["config"]["merged_from"]) == 2
 
+    with pytest.raises(ValueError, match=r"run seed 2 .* is in two files"):
+        merge_learning([first, second, second])
     other_budget = _result("scripted baseline")
     other_budget["config"] |= {"budget": 9000}  # type: ignore[operator]
     with pytest.raises(ValueError, match="different budgets"):

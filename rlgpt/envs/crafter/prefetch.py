@@ -192,8 +192,13 @@ class NextWorld:
     def request(self, world_seed: int) -> None:
         """Have the world of `world_seed` generated in the helper process."""
         prefetcher = shared_prefetcher(self.area)
-        if prefetcher is not None:
+        if prefetcher is None:
+            return
+        try:
             self._pending = (world_seed, prefetcher, prefetcher.request(world_seed))
+        except (EOFError, OSError) as exc:  # BrokenPipeError: the helper died (or never ran)
+            log.warning("world_prefetch_failed", error=repr(exc))
+            forget_prefetcher(self.area)
 
     def take(self, world_seed: int) -> WorldRecipe | None:
         """The prefetched world when it is this one; None when there is none (or it is stale)."""
