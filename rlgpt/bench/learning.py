@@ -164,6 +164,9 @@ def observation_of(config: LearningConfig, key: str) -> str:
     """What a method's agent observes: the protocol's observation for the PPO methods."""
     if key in ("a", "b"):
         return config.observation
+    if key == "d":
+        observation = config.graph_context.get("observation", "symbolic")
+        return f"skill API; the loop's RL policies see {observation}"
     return "none (no policy; code actions read the skill API)"
 
 

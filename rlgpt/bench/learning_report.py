@@ -58,7 +58,7 @@ def _used(method: Mapping[str, Any], budget: int) -> str:
         return "not recorded"
     low, high = min(used), max(used)
     text = f"{low:,}" if low == high else f"{low:,}-{high:,}"
-    if high < budget:
+    if high < budget or high > 1.01 * budget:  # an option may end a few steps past it
         text += f" ({100.0 * high / budget:.1f}% of the budget)"
     return text
 

@@ -220,13 +220,22 @@ def run_code_actions(
 
 # ----------------------------------------------------------------------- (d)
 def run_full_loop(config: LearningConfig, seed: int, out: Path) -> dict[str, Any]:
-    """The compiled graph with the configured models; its RL jobs get the env-step budget."""
+    """The compiled graph with the configured models under a run-wide env-step budget.
+
+    Every env step the run takes counts: the coder's code checks, the RL jobs with their
+    preludes and the critic's evaluations. The rates are those of the last evaluation's
+    held-out episodes, which stop at the first failed sub-action: another protocol than the
+    training-episode rates of a, b and c, and the row says so.
+    """
     from rlgpt.graph.builder import builder
     from rlgpt.graph.context import Context
 
+    first = config.env_seed(seed)
     values: dict[str, Any] = {
+        "env_step_budget": config.budget,
         "rl_timesteps": config.budget,
-        "seed": seed,
+        "seed": first,
+        "eval_seed": first + config.env_seed_stride // 2,
         "privileged": config.privileged,
         "runs_dir": str(out / "runs"),
         "gif": False,
@@ -239,29 +248,32 @@ def run_full_loop(config: LearningConfig, seed: int, out: Path) -> dict[str, Any
         {"task": config.graph_task}, {"recursion_limit": 200}, context=ctx
     )
     wall = time.monotonic() - started
-    run_dir = Path(str(final.get("run_dir", "")))
-    rl_runs: list[dict[str, Any]] = []
-    metrics = run_dir / "metrics.json"
-    if metrics.exists():
-        rl_runs = list(json.loads(metrics.read_text()).get("state", {}).get("rl_runs", []))
     evaluations = final.get("evaluations", [])
     last = evaluations[-1] if evaluations else {}
-    rates = {k: float(v) for k, v in last.get("achievements", {}).items()}
-    env_steps = sum(int(r.get("env_steps", 0)) for r in rl_runs)
+    episodes = [
+        {
+            "length": int(e["length"]),
+            "env_steps_total": None,
+            "achievements": sorted(e["achievements"]),
+            "seed": int(e["seed"]),
+            "solved": bool(e["solved"]),
+        }
+        for e in last.get("episode_results", [])
+    ]
+    parts = {k: int(v) for k, v in final.get("env_steps", {}).items()}
+    used = sum(parts.values())
+    summary = run_summary("d", seed, episodes, used, wall)
+    rl_runs = list(final.get("rl_runs", []))
     return {
-        "method": "d",
-        "seed": seed,
-        "env_steps": env_steps,
-        "wall_time": round(wall, 2),
-        "steps_per_second": round(env_steps / max(wall, 1e-9), 1),
-        "episodes": int(last.get("episodes", 0)),
-        "achievements": achievement_rates([]) | rates,
-        "score": crafter_score(achievement_rates([]) | rates),
-        "episode_results": [],
-        "run_dir": str(run_dir),
+        **summary,
+        "env_seeds": f"{first}+ (held-out evaluation {ctx.eval_seed}+)",
+        "env_steps_by_part": parts,
+        "run_dir": str(final.get("run_dir", "")),
         "rl_jobs": len(rl_runs),
+        "evaluations": len(evaluations),
         "task": config.graph_task,
         "context": ctx.as_dict(),
-        "note": f"{len(rl_runs)} RL job(s); rates over the critic's held-out evaluation "
-        "episodes; env steps = RL jobs only",
+        "note": f"{len(rl_runs)} RL job(s); rates over the last evaluation's "
+        f"{len(episodes)} held-out episodes (each stops at its first failed sub-action); env "
+        "steps: " + ", ".join(f"{k} {v:,}" for k, v in sorted(parts.items())),
     }

@@ -139,6 +139,13 @@ class Context(BaseModel):
     rl_timesteps: int = _from(
         RLJob, "timesteps", "Env-step budget per RL training job (code-action steps count)."
     )
+    env_step_budget: int | None = Field(
+        default=None,
+        ge=1,
+        description="Env steps the whole run may take: code checks, RL jobs with their "
+        "preludes and evaluations all count; an RL job gets at most what is left. Unset = no "
+        "run-wide budget (each RL job has `rl_timesteps`).",
+    )
     rl_n_envs: int = _from(
         RLJob,
         "n_envs",

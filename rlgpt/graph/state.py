@@ -21,6 +21,7 @@ __all__ = [
     "State",
     "Usage",
     "VerdictRecord",
+    "add_counts",
     "merge_dicts",
     "merge_usage",
 ]
@@ -37,7 +38,9 @@ class EvaluationRecord(TypedDict):
     achievements: dict[str, float]
     score: float
     mean_length: float
+    env_steps: NotRequired[int]
     failures: list[dict[str, Any]]
+    episode_results: NotRequired[list[dict[str, Any]]]
     gif_path: NotRequired[str]
 
 
@@ -63,6 +66,14 @@ class ErrorRecord(TypedDict):
 def merge_dicts(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
     """Reducer: later keys replace earlier ones."""
     return {**(left or {}), **(right or {})}
+
+
+def add_counts(left: dict[str, int] | None, right: dict[str, int] | None) -> dict[str, int]:
+    """Reducer: sums counts per key (env steps per part of the run)."""
+    merged = dict(left or {})
+    for key, count in (right or {}).items():
+        merged[key] = merged.get(key, 0) + int(count)
+    return merged
 
 
 def merge_usage(left: dict[str, Usage] | None, right: dict[str, Usage] | None) -> dict[str, Usage]:
@@ -98,6 +109,7 @@ class State(InputState, total=False):
     inner_loops: int
     outer_loops: int
     usage: Annotated[dict[str, Usage], merge_usage]
+    env_steps: Annotated[dict[str, int], add_counts]
     report_path: str
 
 
@@ -111,3 +123,4 @@ class OutputState(TypedDict, total=False):
     verdicts: list[VerdictRecord]
     errors: list[ErrorRecord]
     usage: dict[str, Usage]
+    env_steps: dict[str, int]

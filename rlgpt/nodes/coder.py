@@ -42,12 +42,21 @@ class LLMCoder:
         ctx = context_of(runtime)
         todo = [s for s in plan.sub_actions if s.id in set(state["todo"])]
         library: dict[str, ActionRecord] = dict(state.get("library", {}))
-        update: dict[str, Any] = {"library": {}, "setups": {}, "errors": [], "usage": {}}
+        update: dict[str, Any] = {
+            "library": {},
+            "setups": {},
+            "errors": [],
+            "usage": {},
+            "env_steps": {"code_check": 0},
+        }
         # Code steps first: an RL step may put any of them into its action space.
         for step in sorted(todo, key=lambda s: s.method != "code"):
             try:
                 if step.method == "code":
-                    record, usage, errors = self._write_code(step, plan, state, library, ctx)
+                    record, usage, errors, checked = self._write_code(
+                        step, plan, state, library, ctx
+                    )
+                    update["env_steps"]["code_check"] += checked
                     update["library"][step.id] = record
                     library[step.id] = record
                 else:
@@ -71,10 +80,11 @@ class LLMCoder:
         state: State,
         library: dict[str, ActionRecord],
         ctx: Context,
-    ) -> tuple[ActionRecord, dict[str, Usage], list[ErrorRecord]]:
+    ) -> tuple[ActionRecord, dict[str, Usage], list[ErrorRecord], int]:
         """Reuse a stored action that passes here, else write one and repair it with the
         check's failure traces until it passes `code_pass_rate` of the check's episodes or
-        `code_repairs` repairs are spent; the best attempt is kept."""
+        `code_repairs` repairs are spent; the best attempt is kept. Also returns the env
+        steps the checks took."""
         lib = ActionLibrary(library_dir(state))
         previous = library.get(step.id)
         previous_code = _read(previous["path"]) if previous and previous["kind"] == "code" else None
@@ -82,6 +92,7 @@ class LLMCoder:
         usage: dict[str, Usage] = {}
         errors: list[ErrorRecord] = []
         best: tuple[str, dict[str, Any], str] | None = None  # (code, check, origin)
+        checked = 0
 
         skills = [spec.name for spec in load_adapter(ctx.env).skill_specs()]
         shared = SharedLibrary(ctx.shared_library_dir()) if ctx.reuse_library else None
@@ -89,6 +100,7 @@ class LLMCoder:
         if found is not None:
             code, entry = found
             check = self._check(code, step, plan, state, library, ctx, errors)
+            checked += int(check.get("env_steps", 0))
             best = (code, check, f"reused from the shared library (version {entry.version})")
             log.info("code_reused", subaction=step.id, success_rate=check["success_rate"])
             if check["success_rate"] < ctx.code_pass_rate:
@@ -106,6 +118,7 @@ class LLMCoder:
             if answer is None:
                 break
             check = self._check(answer, step, plan, state, library, ctx, errors)
+            checked += int(check.get("env_steps", 0))
             log.info(
                 "code_checked", subaction=step.id, attempt=attempts, rate=check["success_rate"]
             )
@@ -130,7 +143,7 @@ class LLMCoder:
         )
         if shared is not None and check["success_rate"] >= ctx.success_threshold:
             shared.publish(step.predicate, code, step.description, check)
-        return lib.record(step.id), usage, errors
+        return lib.record(step.id), usage, errors, checked
 
     def _ask_code(
         self,

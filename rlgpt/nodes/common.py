@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rlgpt.envs.base import TaskSpec
+from rlgpt.graph.context import Context
 from rlgpt.graph.schemas import Plan, SubAction
 from rlgpt.graph.state import ActionRecord, ErrorRecord, State
 
@@ -71,3 +72,10 @@ def error_record(
     if detail:
         record["detail"] = detail
     return record
+
+
+def env_steps_left(state: State, ctx: Context) -> int | None:
+    """What is left of the run's env-step budget (None when the run has none)."""
+    if ctx.env_step_budget is None:
+        return None
+    return ctx.env_step_budget - sum(state.get("env_steps", {}).values())

@@ -167,6 +167,7 @@ class _CriticBase:
             verdict = rules_verdict(state, ctx, None, None)
         else:
             update["evaluations"] = [ev]
+            update["env_steps"] = {"evaluation": int(ev.get("env_steps", 0))}
             verdict, extra = self.decide(state, ctx, plan, ev)
             for key, value in extra.items():
                 update[key] = update.get(key, []) + value if key == "errors" else value

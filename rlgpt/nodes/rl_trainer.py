@@ -18,6 +18,7 @@ from rlgpt.logging import get_logger
 from rlgpt.nodes.common import (
     action_name,
     earlier_actions,
+    env_steps_left,
     error_record,
     library_dir,
     plan_of,
@@ -59,6 +60,7 @@ class SB3Trainer:
         library: dict[str, ActionRecord] = {}
         known: dict[str, ActionRecord] = dict(state.get("library", {}))
         errors = []
+        spent = 0  # env steps of this step's earlier jobs
         for step in steps:
             if stop_requested():
                 # Cancelled or past node_timeout: start no further training job.
@@ -66,6 +68,19 @@ class SB3Trainer:
                     error_record("rl_trainer", "stopped", "the step was stopped", step.id)
                 )
                 break
+            left = env_steps_left(state, ctx)
+            if left is not None:
+                left -= spent
+                if left <= 0:
+                    errors.append(
+                        error_record(
+                            "rl_trainer",
+                            "budget_spent",
+                            "the run's env-step budget is spent",
+                            step.id,
+                        )
+                    )
+                    break
             setup = RLSetup.model_validate(setups[step.id])
             attempt = sum(1 for r in state.get("rl_runs", []) if r["subaction"] == step.id)
             name = action_name(step)
@@ -81,7 +96,7 @@ class SB3Trainer:
                     earlier_actions(plan, step.id, known) if setup.start_after_previous else []
                 ),
                 episode_length=setup.episode_length,
-                timesteps=review.timesteps or ctx.rl_timesteps,
+                timesteps=min(review.timesteps or ctx.rl_timesteps, left or 10**12),
                 output_dir=str(Path(state["run_dir"]) / "rl" / f"{step.id}_{attempt + 1}"),
                 policy_name=name,
             )
@@ -109,4 +124,13 @@ class SB3Trainer:
             library[name] = lib.record(name)
             known[name] = library[name]
             runs.append(result.to_record(step.id))
-        return {"rl_runs": runs, "library": library, "errors": errors}
+            spent += result.env_steps + result.prelude_env_steps
+        return {
+            "rl_runs": runs,
+            "library": library,
+            "errors": errors,
+            "env_steps": {
+                "rl": sum(r["env_steps"] for r in runs),
+                "rl_prelude": sum(r.get("prelude_env_steps", 0) for r in runs),
+            },
+        }

@@ -130,8 +130,17 @@ def _check_worker(
         send_partial(seed)
         _, info = env.reset(seed=seed)
         prelude_ok = all(r["success"] for r in info.get("prelude", []))
+        prelude_steps = int(info.get("prelude_env_steps", 0))
         if env.episode_over:
-            results.append({"seed": seed, "success": False, "steps": 0, "prelude_ok": prelude_ok})
+            results.append(
+                {
+                    "seed": seed,
+                    "success": False,
+                    "steps": 0,
+                    "prelude_ok": prelude_ok,
+                    "prelude_steps": prelude_steps,
+                }
+            )
             continue
         result = env.run_code(action, sandbox.max_steps)
         holds = pred.holds(env.last_info) if pred is not None else result.success
@@ -143,6 +152,7 @@ def _check_worker(
             "returned_true": bool(result.success),
             "steps": result.env_steps,
             "prelude_ok": prelude_ok,
+            "prelude_steps": prelude_steps,
             "inventory": inventory_items(env.last_info),
         }
         if not holds:
@@ -159,6 +169,8 @@ def _check_worker(
         "successes": successes,
         "episodes": episodes,
         "mean_steps": float(np.mean([r["steps"] for r in results])) if results else 0.0,
+        # Every env step of the check, the earlier steps' preludes included.
+        "env_steps": sum(int(r["steps"]) + int(r["prelude_steps"]) for r in results),
         "returned_true_rate": (
             sum(bool(r.get("returned_true")) for r in results) / episodes if episodes else 0.0
         ),

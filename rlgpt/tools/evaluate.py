@@ -162,7 +162,13 @@ def _aggregate(
         "achievements": rates,
         "score": adapter.score(rates),
         "mean_length": float(np.mean(lengths)) if lengths else 0.0,
+        "env_steps": sum(lengths),
         "failures": failures,
+        "episode_results": [
+            {k: episodes[seed][k] for k in ("seed", "length", "achievements", "solved")}
+            for seed in seeds
+            if seed in episodes
+        ],
     }
     if gif_path is not None:
         result["gif_path"] = gif_path

@@ -78,7 +78,14 @@ def test_outer_loop_revises_the_plan_and_trains_a_policy(
     assert len(state["plan_history"]) == 2
     assert "a diamond is out of reach" in str(scripted.prompts[4][-1].content)
     assert [r["subaction"] for r in state["rl_runs"]] == ["table"]
-    assert state["rl_runs"][0]["env_steps"] >= 256
+    (job,) = state["rl_runs"]
+    # Prelude steps (get_wood before each episode) count toward the job's budget.
+    assert job["env_steps"] + job["prelude_env_steps"] >= 256
+    assert job["prelude_env_steps"] > 0
+    ledger = state["env_steps"]
+    assert ledger["rl"] == job["env_steps"] and ledger["rl_prelude"] == job["prelude_env_steps"]
+    assert ledger["evaluation"] == sum(e["env_steps"] for e in state["evaluations"]) > 0
+    assert ledger["code_check"] > 0
     assert state["library"]["table_policy"]["kind"] == "policy"
     assert Path(state["library"]["table_policy"]["path"]).exists()
     first, second = state["evaluations"]
@@ -87,6 +94,33 @@ def test_outer_loop_revises_the_plan_and_trains_a_policy(
     assert state["plan"]["sub_actions"][0]["predicate"]["at_least"] == 2
     assert second["subaction_success"]["get_wood"] >= 2 / 3
     assert state["verdicts"][-1]["route"] == "end"
+
+
+def test_run_wide_env_step_budget_stops_training_once_spent(
+    scripted: ScriptedChatModel, tmp_path: Path
+) -> None:
+    scripted.answers = [
+        plan(
+            ("get_wood", "achievement", "collect_wood", "code"),
+            ("table", "achievement", "place_table", "rl"),
+        ),
+        code(GOOD_CODE.replace('count("wood") < 1', 'count("wood") < 2')),
+        json.dumps({"code_actions": ["get_wood"], "episode_length": 100}),
+    ]
+    state, _ = run(
+        "crafter:place_table",
+        tmp_path,
+        max_inner_loops=0,
+        max_outer_loops=0,
+        rl_timesteps=256,
+        plan_revisions=0,
+        env_step_budget=1,
+    )
+    # The code check alone spends the budget: no RL job starts, and the run says why.
+    assert state["rl_runs"] == []
+    assert any(e["kind"] == "budget_spent" for e in state["errors"])
+    assert state["env_steps"]["code_check"] > 1
+    assert state["env_steps"]["rl"] == 0
 
 
 def test_malformed_answer_reaches_the_critic_as_an_error(
