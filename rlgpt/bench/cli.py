@@ -30,6 +30,7 @@ QUICK_THROUGHPUT = {
     "resets": 2,
     "ppo_steps": 512,
     "ppo_n_envs": (1, 8),
+    "probe_steps": 200,
 }
 
 

@@ -12,23 +12,36 @@ from rlgpt.bench.writers import decimals, pyplot, save_figure
 
 
 def throughput_markdown(result: Mapping[str, Any]) -> str:
-    """Markdown table of one throughput run: absolute rates and ratios to the raw no-render rate."""
+    """Markdown table of one throughput run: rates and their ratios to the median raw probe."""
+    spread = result.get("raw_no_render") or {}
+    probes = result.get("probes") or []
     lines = [
         "# Throughput",
         "",
         f"Measured {result['created']} on {result['machine'].get('cpu_count')} cores "
-        f"(load average {result['machine'].get('load_average')}); every ratio is within this "
-        "run, relative to raw Crafter without rendering (for PPO rows: the mean of raw rates "
-        "probed just before and after that training run).",
+        f"(load average {result['machine'].get('load_average')}). Every ratio is within this "
+        f"run, to the median of {spread.get('n', 0)} raw crafter.Env probes (no render) taken "
+        "before the first part, between every two parts and after the last: median "
+        f"{decimals(spread.get('median', 0.0))}, range {decimals(spread.get('min', 0.0))}-"
+        f"{decimals(spread.get('max', 0.0))} steps/s. Training rows give the rate inside SB3's "
+        "learn() (its fps) and, as `whole job`, the rate of the whole job (set-up and saving "
+        "included).",
         "",
-        "| measurement | value | unit | ratio to raw no-render |",
-        "| --- | ---: | --- | ---: |",
+        result.get("process_layout", ""),
+        "",
+        "| measurement | value | unit | ratio to raw no-render (median) | whole job |",
+        "| --- | ---: | --- | ---: | --- |",
     ]
     for row in result["measurements"]:
         ratio = row.get("ratio")
+        job = ""
+        if row.get("job_steps_per_second") is not None:
+            job = (
+                f"{decimals(row['job_steps_per_second'])} steps/s ({decimals(row['job_ratio'], 2)})"
+            )
         lines.append(
             f"| {row['name']} | {decimals(row['value'], 3 if row['unit'] == 's' else 1)} | "
-            f"{row['unit']} | {'' if ratio is None else decimals(ratio, 2)} |"
+            f"{row['unit']} | {'' if ratio is None else decimals(ratio, 2)} | {job} |"
         )
     goals = result.get("goals", {})
     if goals:
@@ -38,6 +51,11 @@ def throughput_markdown(result: Mapping[str, Any]) -> str:
                 f"| {name} | {goal['target']} | {goal['measured']} | "
                 f"{'yes' if goal['met'] else 'no'} |"
             )
+    if probes:
+        lines += ["", "Raw probes in order: " + ", ".join(
+            f"{decimals(p['steps_per_second'], 0)} (after {p['after']})" for p in probes
+        ) + "."]  # fmt: skip
+    lines += writers.provenance_section(result)
     lines.append("")
     return "\n".join(lines)
 
