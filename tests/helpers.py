@@ -207,3 +207,16 @@ def assert_contains(text: str, *parts: str) -> None:
     """Every one of `parts` stands in `text`."""
     missing = [part for part in parts if part not in text]
     assert not missing, f"not in the text: {missing}\n{text}"
+
+
+# --------------------------------------------------------------------------- measured numbers
+#: Where tests that measure something keep their numbers (ignored by git, kept after the run).
+TEST_RESULTS = Path(__file__).resolve().parent.parent / "runs" / "test_results"
+
+
+def save_numbers(name: str, numbers: dict[str, Any]) -> Path:
+    """Write a test's measured numbers to `runs/test_results/<name>.json`; returns the path."""
+    TEST_RESULTS.mkdir(parents=True, exist_ok=True)
+    path = TEST_RESULTS / f"{name}.json"
+    path.write_text(json.dumps(numbers, indent=1, default=str) + "\n")
+    return path

@@ -13,6 +13,7 @@ from rlgpt.actions.library import ActionLibrary
 from rlgpt.envs.base import EnvSettings, Predicate, resolve_task
 from rlgpt.tools.evaluate import evaluate_plan
 from rlgpt.tools.rl_pipeline import RLJob, rl_pipeline, train_policy
+from tests.helpers import save_numbers
 
 pytestmark = pytest.mark.integration
 
@@ -55,8 +56,10 @@ def test_code_action_beats_primitives_and_policy_is_reusable(tmp_path: Path) -> 
         "seed": 0,
         "progress_every": 1_000,
     }
+    # Both arms run MaskablePPO (the code action's `available` asks for it); with primitives
+    # alone every mask is all-true, so the two differ only in the action space.
     primitives = train_policy(
-        RLJob(**common, output_dir=str(tmp_path / "prim"), policy_name="prim")
+        RLJob(**common, algo="maskable_ppo", output_dir=str(tmp_path / "prim"), policy_name="prim")
     )
     events: list[dict[str, Any]] = []
     with_code = train_policy(
@@ -70,14 +73,17 @@ def test_code_action_beats_primitives_and_policy_is_reusable(tmp_path: Path) -> 
     )
     prim_rate = _overall_success(primitives.curve_path)
     code_rate = _overall_success(with_code.curve_path)
-    print(
-        f"\nplace_table @ {BUDGET} env steps: primitives-only success {prim_rate:.2f} "
-        f"(last 20: {primitives.train_success_rate:.2f}, "
-        f"{primitives.steps_per_second} env steps/s, {primitives.vec_env}); "
-        f"with code action {code_rate:.2f} (last 20: {with_code.train_success_rate:.2f}, "
-        f"{with_code.steps_per_second} env steps/s, {with_code.vec_env}, {with_code.algo})"
+    save_numbers(
+        "rl_code_action_vs_primitives",
+        {
+            "task": "crafter:place_table",
+            "budget_env_steps": BUDGET,
+            "algo": with_code.algo,
+            "primitives": {**primitives.model_dump(), "success_all_episodes": prim_rate},
+            "with_code_action": {**with_code.model_dump(), "success_all_episodes": code_rate},
+        },
     )
-    assert primitives.algo == "ppo" and primitives.vec_env == "dummy"
+    assert primitives.algo == "maskable_ppo" and primitives.vec_env == "dummy"
     # `available` makes the code action maskable; code runs only in worker processes.
     assert with_code.algo == "maskable_ppo" and with_code.vec_env == "subproc"
     assert BUDGET <= primitives.env_steps < BUDGET + 10
@@ -111,7 +117,6 @@ def test_code_action_beats_primitives_and_policy_is_reusable(tmp_path: Path) -> 
         max_steps_per_subaction=150,
         settings=EnvSettings(episode_length=300),
     )
-    print(f"policy action on held-out seeds: task success {result['task_success_rate']:.2f}")
     assert result["episodes"] == 3
     assert result["mean_length"] > 0
     assert result["task_success_rate"] == result["subaction_success"]["place_table"]

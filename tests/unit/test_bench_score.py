@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
-from rlgpt.bench.learning import merge_learning
+from rlgpt.bench.learning import check_runs_dir, merge_learning
+from rlgpt.bench.learning_config import LearningConfig
 from rlgpt.bench.learning_report import ANCHORS, learning_markdown, learning_rows
 from rlgpt.bench.score import ACHIEVEMENTS, achievement_rates, crafter_score, mean_and_spread
 from rlgpt.envs.base import load_adapter
+from rlgpt.tools.rl_job import RLJob
 from tests.helpers import assert_contains
 
 
@@ -165,3 +168,25 @@ def test_merge_pools_runs_of_one_budget_and_observation() -> None:
         merge_learning([first, other_budget])
     with pytest.raises(ValueError, match="nothing to merge"):
         merge_learning([])
+
+
+def test_run_seeds_train_on_disjoint_env_seeds(tmp_path: Path) -> None:
+    config = LearningConfig(seeds=[0, 1, 2], n_envs=8)
+    ranges = []
+    for seed in config.seeds:
+        job = RLJob(task="crafter:score", seed=seed, env_seed=config.env_seed(seed), n_envs=8)
+        # Up to 100 resumed attempts, each on 8 unused env seeds.
+        first, last = job.first_env_seed(0), job.first_env_seed(100) + 7
+        ranges.append(set(range(first, last + 1)))
+    assert not (ranges[0] & ranges[1]) and not (ranges[1] & ranges[2])
+    # Without an env seed SB3's convention holds: env i of seed s starts at s + i.
+    assert RLJob(task="crafter:score", seed=4).first_env_seed(0) == 4
+
+
+def test_runs_dir_refuses_runs_of_another_config(tmp_path: Path) -> None:
+    check_runs_dir(LearningConfig(budget=5000), tmp_path)
+    check_runs_dir(LearningConfig(budget=5000, seeds=[0, 1]), tmp_path)  # more seeds: fine
+    with pytest.raises(ValueError, match=r"differs in \['budget', 'observation'\]"):
+        check_runs_dir(LearningConfig(budget=6000, observation="symbolic"), tmp_path)
+    with pytest.raises(ValueError, match="distinct"):
+        LearningConfig(seeds=[1, 1]).validate()

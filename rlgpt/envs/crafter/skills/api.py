@@ -29,16 +29,24 @@ ACTION_INDEX = {name: i for i, name in enumerate(ACTIONS)}
 MOVE_ACTION = {d: ACTION_INDEX[f"move_{name}"] for d, name in DIRECTIONS.items()}
 WALKABLE_NAMES = frozenset(ID_TO_NAME[i] for i in WALKABLE_IDS)
 MAX_ENERGY = int(constants.items["energy"]["max"])
+# Creatures `do` hits until they leave the facing cell: the game shows no creature health,
+# so a fight ends when the creature is no longer seen there (dead or moved away).
+CREATURE_IDS = frozenset(NAME_TO_ID[n] for n in ("cow", "zombie", "skeleton"))
+# Bounds one `do()` fight: more hits than any crafter creature survives unarmed.
+MAX_HITS = 10
 
 
 class SkillAPI:
-    """What a code action may call. Holds no task knowledge.
+    """What a code action may call. Holds no task knowledge and reads no hidden state.
 
     Every env step goes through `step(action_index)`. With `step=None` the API steps the
     env itself and raises `OptionInterrupted("episode_end")` when the episode ends. Once
     `max_steps` steps have been taken by this API object, the next step raises
     `OptionInterrupted("step_budget")`. Targets are found in the map of what the agent
-    has seen (`env.memory`); with a privileged env the whole map is used.
+    has seen (`env.memory`); with a privileged env the whole map is used. Everything else
+    it reads is on screen (the 9x7 view, the inventory bar, the player's facing and sleep)
+    or in crafter's per-step info (unlocked achievements, the player's world position).
+    Positions are absolute world coordinates; the screen itself shows only the local view.
     """
 
     def __init__(
@@ -60,20 +68,17 @@ class SkillAPI:
             mats, objs = self._env.full_map()
             self._memory.load_full(mats, objs, self._env.player_pos)
 
-    def _snapshot(self) -> tuple[Any, ...]:
-        env = self._env
-        mats, objs = env.local_layers()
-        fx, fy = env.facing
+    def _facing_ids(self) -> tuple[int, int]:
+        """Material id and object id (0 = none) of the facing cell, as the view shows them."""
+        mats, objs = self._env.local_layers()
+        fx, fy = self._env.facing
         i, j = VIEW[0] // 2 + fx, VIEW[1] // 2 + fy
-        target = env.player.world[(env.player_pos[0] + fx, env.player_pos[1] + fy)][1]
-        target_health = None if target is None else (id(target), target.health)
-        return (
-            tuple(env.player.inventory.values()),
-            sum(env.player.achievements.values()),
-            int(mats[i, j]),
-            int(objs[i, j]),
-            target_health,
-        )
+        return int(mats[i, j]), int(objs[i, j])
+
+    def _snapshot(self) -> tuple[Any, ...]:
+        """What is on screen that an interaction can change: inventory bar, facing cell, sleep."""
+        inv = self._env.inventory
+        return (tuple(inv[k] for k in ITEMS), *self._facing_ids(), self._env.sleeping)
 
     def _state(self) -> tuple[Any, ...]:
         return (*self._snapshot(), self._env.player_pos, self._env.facing)
@@ -121,7 +126,7 @@ class SkillAPI:
     def count(self, item: str) -> int:
         """How many of `item` the inventory holds."""
         self._check_item(item)
-        return int(self._env.player.inventory[item])
+        return self._env.inventory[item]
 
     def has(self, item: str, n: int = 1) -> bool:
         """Whether the inventory holds at least `n` of `item`."""
@@ -132,7 +137,7 @@ class SkillAPI:
         return self._env.status
 
     def position(self) -> tuple[int, int]:
-        """The player's world position `(x, y)`; y grows downward."""
+        """The player's absolute world position `(x, y)`; y grows downward."""
         return self._env.player_pos
 
     def facing(self) -> str:
@@ -159,13 +164,13 @@ class SkillAPI:
         return bool(self._memory.mask(name).any())
 
     def nearest(self, name: str) -> tuple[int, int] | None:
-        """Position of the closest remembered instance of `name`, or None."""
+        """Absolute world position of the closest remembered instance of `name`, or None."""
         self._check_target(name)
         self._refresh()
         return self._memory.nearest(name, self._env.player_pos)
 
     def achievements(self) -> list[str]:
-        """Achievements unlocked in this episode."""
+        """Achievements unlocked in this episode (crafter reports them with every step)."""
         return [a for a, c in self._env.achievements.items() if c > 0]
 
     # ------------------------------------------------------------- navigation
@@ -269,9 +274,21 @@ class SkillAPI:
 
     # ------------------------------------------------------------ interaction
     def do(self) -> bool:
-        """Interact with the facing cell (collect, attack, eat, drink); True if anything changed."""
+        """Interact with the facing cell (collect, drink, eat, fight); True if anything changed.
+
+        One step, except on a cow, zombie or skeleton: then it hits until that creature is
+        no longer seen in the facing cell (killed or moved away), at most `MAX_HITS` steps.
+        "Changed" means the inventory bar, the facing cell or the player's sleep changed.
+        """
+        creature = self._facing_ids()[1]
         before = self._snapshot()
         self._step(ACTION_INDEX["do"])
+        for _ in range(MAX_HITS - 1):
+            if creature not in CREATURE_IDS or self._facing_ids()[1] != creature:
+                break
+            if self._env.sleeping:  # a sleeping player's actions are ignored: stop wasting steps
+                break
+            self._step(ACTION_INDEX["do"])
         return self._snapshot() != before
 
     def place(self, item: str) -> bool:
@@ -283,24 +300,32 @@ class SkillAPI:
         if item not in PLACE_RULES:
             raise ValueError(f"cannot place {item!r}; placeable: {', '.join(PLACE_RULES)}")
         rule = PLACE_RULES[item]
-        if any(self._env.player.inventory[k] < v for k, v in rule["uses"].items()):
+        uses: dict[str, int] = rule["uses"]
+        if not self._holds(uses):
             return False
         where = set(rule["where"])
-        achievement = f"place_{item}"
         for _ in range(6):
             if self._facing_allows(where):
-                before = self._env.player.achievements[achievement]
+                before = self._env.inventory
                 self._step(ACTION_INDEX[f"place_{item}"])
-                return bool(self._env.player.achievements[achievement] > before)
+                return self._used_up(uses, before)
             if not self._turn_to_allowed(where):
                 return False
         return False
 
+    def _holds(self, uses: dict[str, int]) -> bool:
+        inv = self._env.inventory
+        return all(inv[k] >= v for k, v in uses.items())
+
+    def _used_up(self, uses: dict[str, int], before: dict[str, int]) -> bool:
+        """Whether the materials of `uses` left the inventory: crafter takes them only when
+        placing or making succeeds, and nothing else spends them."""
+        after = self._env.inventory
+        return any(after[k] < before[k] for k in uses)
+
     def _facing_allows(self, where: set[str]) -> bool:
-        mats, objs = self._env.local_layers()
-        fx, fy = self._env.facing
-        i, j = VIEW[0] // 2 + fx, VIEW[1] // 2 + fy
-        return not objs[i, j] and ID_TO_NAME[int(mats[i, j])] in where
+        mat, obj = self._facing_ids()
+        return not obj and ID_TO_NAME[mat] in where
 
     def _turn_to_allowed(self, where: set[str]) -> bool:
         px, py = self._env.player_pos
@@ -321,26 +346,27 @@ class SkillAPI:
         """
         if item not in MAKE_RULES:
             raise ValueError(f"cannot make {item!r}; makeable: {', '.join(MAKE_RULES)}")
-        inv = self._env.player.inventory
-        if any(inv[k] < v for k, v in MAKE_RULES[item]["uses"].items()):
+        uses: dict[str, int] = MAKE_RULES[item]["uses"]
+        if not self._holds(uses):
             return False
-        before = inv[item]
+        before = self._env.inventory
         self._step(ACTION_INDEX[f"make_{item}"])
-        return bool(self._env.player.inventory[item] > before)
+        # Not `item` rising: at its maximum count a successful make leaves it unchanged.
+        return self._used_up(uses, before)
 
     def sleep(self, max_steps: int = 200) -> bool:
         """Sleep until woken (energy restored or hurt); True if the player slept and woke up.
 
         Returns False without stepping when energy is already full.
         """
-        player = self._env.player
-        if not player.sleeping and player.inventory["energy"] >= MAX_ENERGY:
+        env = self._env
+        if not env.sleeping and env.inventory["energy"] >= MAX_ENERGY:
             return False
         start = self._budget.used
         slept = False
         while self._budget.used - start < max_steps:
             self._step(ACTION_INDEX["sleep"])
-            if player.sleeping:
+            if env.sleeping:
                 slept = True
             elif slept:
                 return True
@@ -352,9 +378,10 @@ class SkillAPI:
         return True
 
     def act(self, primitive_name: str) -> bool:
-        """Take one primitive action by name; True if the player or the world changed.
+        """Take one primitive action by name; True if anything visible changed.
 
-        Raises ValueError for an unknown action name.
+        Visible: the inventory bar, the facing cell, sleep, position and facing. Raises
+        ValueError for an unknown action name.
         """
         if primitive_name not in ACTION_INDEX:
             raise ValueError(f"unknown action {primitive_name!r}; valid: {', '.join(ACTIONS)}")
