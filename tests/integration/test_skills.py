@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from crafter import engine, objects
 
 from rlgpt.envs.base import OptionInterrupted
 from rlgpt.envs.crafter.env import CrafterConfig, CrafterEnv
-from rlgpt.envs.crafter.skills.api import SkillAPI
+from rlgpt.envs.crafter.skills import api as skills_api
+from rlgpt.envs.crafter.skills.api import MAX_HITS, SkillAPI
+
+SKILLS_DIR = str(Path(skills_api.__file__).parent)
 
 pytestmark = pytest.mark.integration
 
@@ -141,4 +149,80 @@ def test_perception_and_interaction_basics() -> None:
         api.move_to("unicorn")
     with pytest.raises(ValueError):
         api.act("fly")
-    assert api.move_to("tree") or api.explore(20)
+
+
+def test_move_to_reaches_and_faces_a_seen_target() -> None:
+    env = CrafterEnv()
+    env.reset(seed=0)  # a tree is in the first view
+    api = SkillAPI(env)
+    assert api.seen("tree") and not api.seen("diamond")
+    assert not api.move_to("diamond") and env.episode_steps == 0  # unseen: no steps taken
+    assert api.move_to("tree", max_steps=30)
+    x, y = env.player_pos
+    fx, fy = env.facing
+    assert env.player.world[(x + fx, y + fy)][0] == "tree"  # the world agrees, not just the API
+    assert 0 < env.episode_steps <= 30
+    before = env.memory.known_count()
+    assert api.explore(10)
+    assert env.memory.known_count() > before
+
+
+@contextlib.contextmanager
+def skill_reads_of_game_objects(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Record every attribute the skill package's own code reads on crafter's world or objects.
+
+    Skill code must see the game only through the env's view, inventory and status
+    accessors, so it never needs such a read; one would be, e.g., a creature's health.
+    """
+    reads: list[str] = []
+    for cls in (objects.Object, engine.World):
+        original = cls.__getattribute__
+
+        def recording(self: Any, name: str, _original: Any = original) -> Any:
+            if sys._getframe(1).f_code.co_filename.startswith(SKILLS_DIR):
+                reads.append(f"{type(self).__name__}.{name}")
+            return _original(self, name)
+
+        monkeypatch.setattr(cls, "__getattribute__", recording)
+    yield reads
+    monkeypatch.undo()
+
+
+def test_fights_end_on_what_is_seen_and_read_no_creature_health(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    env = CrafterEnv()
+    env.reset(seed=1)
+    with skill_reads_of_game_objects(monkeypatch) as reads:
+        # The recorder works: a read written in the skill package is caught.
+        cow = objects.Cow(env.player.world, (0, 0))
+        exec(compile("cow.health", f"{SKILLS_DIR}/probe.py", "exec"), {"cow": cow})
+        assert reads == ["Cow.health"]
+        reads.clear()
+
+        api = SkillAPI(env)
+        x, y = env.player_pos
+        fx, fy = env.facing
+        zombie = objects.Zombie(env.player.world, (x + fx, y + fy), env.player)
+        env.player.world.add(zombie)
+        api.noop()  # the view (and the map) now show the zombie
+        assert api.face("zombie")
+        start = env.episode_steps
+        assert api.do()
+        # Unarmed, a zombie takes several hits; do() kept hitting while it was seen there.
+        assert 1 < env.episode_steps - start <= MAX_HITS
+        assert zombie.health <= 0 and api.facing() != "zombie"
+
+        env.reset(seed=0)  # a cow is in the first view
+        api = SkillAPI(env)
+        assert api.move_to("cow")
+        start = env.episode_steps
+        assert api.do() and api.facing() != "cow"
+        assert 1 <= env.episode_steps - start <= MAX_HITS
+        env.reset(seed=1)
+        api = SkillAPI(env)
+        assert api.move_to("cow")
+        start = env.episode_steps
+        api.act("do")  # one hit; whether it "changed" anything depends only on what is seen
+        assert env.episode_steps - start == 1
+    assert reads == []
