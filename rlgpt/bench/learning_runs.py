@@ -227,6 +227,9 @@ def run_full_loop(config: LearningConfig, seed: int, out: Path) -> dict[str, Any
     held-out episodes, which stop at the first failed sub-action: another protocol than the
     training-episode rates of a, b and c, and the row says so.
     """
+    from langchain_core.runnables import RunnableConfig
+
+    from rlgpt.checkpoint import open_checkpointer
     from rlgpt.graph.builder import builder
     from rlgpt.graph.context import Context
 
@@ -244,9 +247,18 @@ def run_full_loop(config: LearningConfig, seed: int, out: Path) -> dict[str, Any
     }
     ctx = Context.from_mapping(values)
     started = time.monotonic()
-    final = builder.compile().invoke(
-        {"task": config.graph_task}, {"recursion_limit": 200}, context=ctx
-    )
+    out.mkdir(parents=True, exist_ok=True)
+    # A checkpointed thread: a killed run continues from its last finished node (and its RL
+    # job from its last saved policy) when the suite is started again.
+    run: RunnableConfig = {"configurable": {"thread_id": f"d_seed{seed}"}, "recursion_limit": 200}
+    with open_checkpointer(str(out / "checkpoints.sqlite")) as saver:
+        graph = builder.compile(checkpointer=saver)
+        begun = bool(graph.get_state(run).values)
+        graph.invoke(None if begun else {"task": config.graph_task}, run, context=ctx)
+        snapshot = graph.get_state(run)
+        if snapshot.next:
+            raise RuntimeError(f"the full loop stopped before its end (at {snapshot.next})")
+        final = snapshot.values
     wall = time.monotonic() - started
     evaluations = final.get("evaluations", [])
     last = evaluations[-1] if evaluations else {}

@@ -154,3 +154,44 @@ def test_unknown_task_is_a_clear_error(tmp_path: Path) -> None:
         ValueError, match=r"unknown task 'crafter:nope'; valid tasks: .*crafter:score"
     ):
         graph.invoke({"task": "crafter:nope"}, context=Context(runs_dir=str(tmp_path)))
+
+
+def test_learning_method_d_counts_every_env_step_of_the_loop(
+    scripted: ScriptedChatModel, tmp_path: Path
+) -> None:
+    from rlgpt.bench.learning import run_learning
+    from rlgpt.bench.learning_config import LearningConfig
+
+    scripted.answers = [
+        plan(("get_wood", "achievement", "collect_wood", "code")),
+        code(GOOD_CODE),
+    ]
+    config = LearningConfig(
+        budget=5_000,
+        seeds=[2],
+        methods=["d"],
+        graph_task="crafter:collect_wood",
+        graph_context={
+            "planner_model": "scripted:planner",
+            "coder_model": "scripted:coder",
+            "critic_model": "scripted:critic",
+            "plan_revisions": 0,
+            "code_repairs": 0,
+            "reuse_library": False,
+            "eval_episodes": 3,
+        },
+    )
+    (method,) = run_learning(config, tmp_path / "runs")["methods"]
+    (run,) = method["runs"]
+    parts = run["env_steps_by_part"]
+    # The code check and the critic's evaluation both count; no RL job ran.
+    assert parts["code_check"] > 0 and parts["evaluation"] > 0
+    assert run["env_steps"] == sum(parts.values())
+    assert run["episodes"] == len(run["episode_results"]) == 3
+    assert run["achievements"]["collect_wood"] == 1.0
+    # Run seed 2 trains on env seeds from 20,000 and is evaluated on held-out ones.
+    assert run["context"]["seed"] == 20_000 and run["context"]["eval_seed"] == 25_000
+    assert {e["seed"] for e in run["episode_results"]} == {25_000, 25_001, 25_002}
+    # The finished run is kept: asking again reads it back instead of running the loop.
+    again = run_learning(config, tmp_path / "runs")["methods"][0]["runs"][0]
+    assert again["env_steps"] == run["env_steps"] and scripted.remaining == 0
