@@ -19,6 +19,11 @@ ENV_STEPS_COUNTED = (
     "evaluations: episodes x mean episode length of each held-out evaluation",
     "code checks: per-episode steps of the last check of each code action in the library",
 )
+#: What a run's own ledger counts (runs since the state kept one).
+ENV_STEPS_LEDGER = (
+    "every env step of the run: each code check (earlier versions and their preludes "
+    "included), each RL job with its preludes, each evaluation"
+)
 ENV_STEPS_NOT_COUNTED = (
     "checks of earlier versions of a code action (the library keeps the latest only)",
     "prelude steps (earlier plan steps replayed before a code check or an RL episode)",
@@ -32,7 +37,22 @@ def task_name(task: str) -> str:
 
 # ------------------------------------------------------------------ one run
 def env_steps_of(state: Mapping[str, Any]) -> dict[str, int]:
-    """Env steps of a run by where they were spent (see ENV_STEPS_COUNTED), and their sum."""
+    """Env steps of a run by where they were spent, and their sum.
+
+    A run's own ledger (`state["env_steps"]`) counts every step: each code check, the RL jobs
+    with their preludes, each evaluation. States written before it existed are estimated
+    from their records (see ENV_STEPS_COUNTED), which miss earlier checks and preludes.
+    """
+    ledger: Mapping[str, int] | None = state.get("env_steps")
+    if ledger is not None:
+        rl_jobs = int(ledger.get("rl", 0)) + int(ledger.get("rl_prelude", 0))
+        evaluations, code_checks = (
+            int(ledger.get("evaluation", 0)),
+            int(ledger.get("code_check", 0)),
+        )
+        total = rl_jobs + evaluations + code_checks
+        return {"rl_jobs": rl_jobs, "evaluations": evaluations, "code_checks": code_checks,
+                "total": total, "every_step": True}  # fmt: skip
     rl = sum(int(r.get("env_steps", 0)) for r in state.get("rl_runs") or [])
     evaluation = sum(
         round(int(e.get("episodes", 0)) * float(e.get("mean_length", 0.0)))

@@ -11,6 +11,7 @@ from typing import Any
 from rlgpt.bench import writers
 from rlgpt.bench.tasks_records import (
     ENV_STEPS_COUNTED,
+    ENV_STEPS_LEDGER,
     ENV_STEPS_NOT_COUNTED,
     aggregate,
     run_success,
@@ -130,11 +131,14 @@ def _run_lines(runs: Sequence[Mapping[str, Any]]) -> list[str]:
             f"{steps.get('code_checks', 0):,}) | {float(run.get('wall_time', 0.0)):,.0f} | "
             f"`{run.get('run_dir', '')}` |"
         )
-    lines += [
-        "",
-        "Env steps counted: " + "; ".join(ENV_STEPS_COUNTED) + ". Not counted (not recorded "
-        "in the run's state): " + "; ".join(ENV_STEPS_NOT_COUNTED) + ".",
-    ]
+    if runs and all((r.get("env_steps") or {}).get("every_step") for r in runs):
+        lines += ["", f"Env steps counted: {ENV_STEPS_LEDGER}."]
+    else:
+        lines += [
+            "",
+            "Env steps counted: " + "; ".join(ENV_STEPS_COUNTED) + ". Not counted (not "
+            "recorded in the run's state): " + "; ".join(ENV_STEPS_NOT_COUNTED) + ".",
+        ]
     return lines
 
 

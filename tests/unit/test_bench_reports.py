@@ -267,6 +267,15 @@ def test_run_record_counts_steps_usage_and_names_the_failing_step(tmp_path: Path
         "code_checks": 42,
         "total": 1020 + 122 + 42,
     }
+    # A run's own ledger, when it has one, counts every step (preludes, earlier checks).
+    ledger = {"rl": 1020, "rl_prelude": 80, "evaluation": 122, "code_check": 300}
+    assert env_steps_of({**state, "env_steps": ledger}) == {
+        "rl_jobs": 1100,
+        "evaluations": 122,
+        "code_checks": 300,
+        "total": 1522,
+        "every_step": True,
+    }
     record = record_from_state("crafter:collect_wood", 1, state, 321.04, success_threshold=0.8)
     assert record["success"] == 0.25 and record["episodes"] == 4 and not record["solved"]
     assert record["llm"]["calls"] == 4 and record["llm"]["cached_calls"] == 1
