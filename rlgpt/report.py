@@ -175,12 +175,30 @@ def _code_section(state: dict[str, Any]) -> list[str]:
                 else ""
             )
         )
+        out += _check_errors(check.get("errors") or [])
         try:
             source = Path(record["path"]).read_text()
         except OSError:
             source = "(source file missing)"
         out += ["", "```python", source.rstrip(), "```", ""]
     return out
+
+
+def _check_errors(errors: list[dict[str, Any]]) -> list[str]:
+    """The errors of a code action's check, one line per kind with its first occurrence."""
+    first: dict[str, dict[str, Any]] = {}
+    counts: dict[str, int] = {}
+    for error in errors:
+        kind = str(error.get("kind", "error"))
+        first.setdefault(kind, error)
+        counts[kind] = counts.get(kind, 0) + 1
+    lines = []
+    for kind, error in first.items():
+        where = f" at line {error['line']}" if error.get("line") else ""
+        lines.append(
+            f"- check error `{kind}` x{counts[kind]}{where}: {str(error.get('message', ''))[:300]}"
+        )
+    return ["", *lines] if lines else []
 
 
 def _rl_section(state: dict[str, Any]) -> list[str]:

@@ -96,6 +96,19 @@ def check_code_action(
         return _no_episodes(len(seeds), {**error, "action": name, "seed": None})
 
 
+def episode_end_error(name: str, steps: int, trace: Sequence[str]) -> dict[str, Any]:
+    """The error of a call the episode's end cut off: `run` never returned (a loop?)."""
+    last = f"; its last skill call: {trace[-1]}" if trace else ""
+    return {
+        "kind": "episode_end",
+        "message": f"run() had not returned when the episode ended after {steps} env steps (the "
+        f"player died or its time ran out): does it loop without returning?{last}",
+        "line": None,
+        "step": steps,
+        "action": name,
+    }
+
+
 def _no_episodes(episodes: int, error: dict[str, Any]) -> dict[str, Any]:
     """The result of a check that ran no episode to its end: success 0 and the one error."""
     return {
@@ -144,15 +157,18 @@ def _check_worker(
             continue
         result = env.run_code(action, sandbox.max_steps)
         holds = pred.holds(env.last_info) if pred is not None else result.success
+        if result.interrupted == "episode_end" and not result.errors:
+            result.errors.append(episode_end_error(name, result.env_steps, result.trace))
         for error in result.errors:
             errors.append({**error, "seed": seed})
-        record = {
+        record: dict[str, Any] = {
             "seed": seed,
             "success": bool(holds),
             "returned_true": bool(result.success),
             "steps": result.env_steps,
             "prelude_ok": prelude_ok,
             "prelude_steps": prelude_steps,
+            "interrupted": result.interrupted,
             "inventory": inventory_items(env.last_info),
         }
         if not holds:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,35 @@ def test_runtime_errors_are_structured(
         assert "wall-time" in error["message"] and error["line"] in (3, 4)
     if kind == "step_budget":
         assert result["mean_steps"] == LIMITS.max_steps
+
+
+def test_a_loop_cut_off_by_the_episode_end_is_a_named_error() -> None:
+    looping = "def run(api):\n    while True:\n        api.noop()\n"
+    result = check_code_action(
+        looping, "loops", None, SCORE, None, [], [3, 4], LIMITS, EnvSettings(episode_length=25)
+    )
+    assert result["success_rate"] == 0.0
+    assert [e["kind"] for e in result["errors"]] == ["episode_end", "episode_end"]
+    error = result["errors"][0]
+    assert error["step"] == 25 and "loop without returning" in error["message"]
+    assert "api.noop()" in error["message"]  # the last skill call
+    assert all(r["interrupted"] == "episode_end" for r in result["results"])
+
+
+def test_error_message_of_a_huge_value_is_built_within_the_limits() -> None:
+    # str() of this KeyError would format all 300 MB after the call's limits have ended.
+    huge_key = "def run(api):\n    key = 'x' * 300_000_000\n    return {}[key]\n"
+    limits = SandboxLimits(wall_seconds=10.0, max_steps=40, memory_mb=2048)
+    started = time.monotonic()
+    result = check_code_action(
+        huge_key, "huge", None, SCORE, None, [], [3], limits, EnvSettings(episode_length=50)
+    )
+    seconds = time.monotonic() - started
+    (error,) = result["errors"]
+    assert error["kind"] == "runtime" and error["line"] == 3
+    assert error["message"].startswith("KeyError: 'xxx")
+    assert len(error["message"]) <= limits.max_message_chars
+    assert seconds < limits.wall_seconds, seconds
 
 
 def test_wall_time_limit_off_the_main_thread() -> None:

@@ -15,6 +15,7 @@ ErrorKind = Literal[
     "recursion",
     "return_type",
     "killed",
+    "episode_end",
 ]
 
 # Limit breaches: the call was cut at an arbitrary point (possibly inside an env step), so the

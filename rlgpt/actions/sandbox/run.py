@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import reprlib
 import signal
 import sys
 import threading
@@ -60,11 +61,32 @@ def _clip(message: str, limit: int) -> str:
     return f"{message[: max(limit - 40, 0)]}... [{len(message) - limit + 40} more characters]"
 
 
+class _BoundedRepr(reprlib.Repr):
+    """reprlib's bounded repr, also for bytes (reprlib would format all of them first)."""
+
+    def repr_bytes(self, x: bytes, level: int) -> str:
+        return repr(x[: self.maxstring]) + ("..." if len(x) > self.maxstring else "")
+
+    repr_bytearray = repr_bytes
+
+
 def _describe(exc: BaseException, limit: int) -> str:
-    """`Type: message`, clipped; formatting the exception itself may fail or be huge."""
+    """`Type: message`, clipped, built from the exception's arguments at bounded cost.
+
+    `str(exc)` would format every argument in full (a KeyError on a 300 MB key takes
+    seconds, after the call's limits have ended), so each argument is cut before it is
+    formatted: strings and bytes are sliced, containers shortened by reprlib.
+    """
+    bounded = _BoundedRepr()
+    bounded.maxstring = bounded.maxother = max(limit, 20)
+    bounded.maxlevel = 3
     try:
-        text = str(exc)
-    except BaseException:  # str() of generated values may raise anything
+        args = exc.args
+        if len(args) == 1 and type(args[0]) is str and not isinstance(exc, KeyError):
+            text = args[0][: limit + 1]  # a message: shown as written, not quoted
+        else:
+            text = ", ".join(bounded.repr(arg) for arg in args[:5])
+    except BaseException:  # formatting generated values may raise anything
         text = "<message could not be formatted>"
     return _clip(f"{type(exc).__name__}: {text}", limit)
 
