@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -9,6 +10,7 @@ from langgraph.runtime import Runtime
 
 from rlgpt.actions.library import ActionLibrary
 from rlgpt.cancel import stop_requested
+from rlgpt.files import atomic_write_text
 from rlgpt.graph.context import Context, context_of
 from rlgpt.graph.node_plugins import Role
 from rlgpt.graph.review import review_rl_jobs
@@ -27,6 +29,34 @@ from rlgpt.nodes.common import (
 from rlgpt.tools.rl_pipeline import run_rl_job
 
 log = get_logger("rl_trainer")
+
+#: The record of a finished (or stopped) training job, written beside its policy.
+RECORD_FILE = "record.json"
+
+
+def job_dir(state: State, step_id: str) -> Path:
+    """The first `rl/<step>_<k>` directory that no recorded run of the state used."""
+    root = Path(state["run_dir"]) / "rl"
+    used = {Path(r["policy_path"]).parent.resolve() for r in state.get("rl_runs", [])}
+    k = 1
+    while (root / f"{step_id}_{k}").resolve() in used:
+        k += 1
+    return root / f"{step_id}_{k}"
+
+
+def orphaned_record(out: Path) -> RLRunRecord | None:
+    """The record a cancelled attempt left in `out` (its update never reached the state)."""
+    path = out / RECORD_FILE
+    if not path.exists():
+        return None
+    try:
+        record: RLRunRecord = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        log.warning("rl_record_unreadable", path=str(path), error=repr(exc))
+        return None
+    # The attempt's update was lost with the step: it ended early whatever it reported.
+    record["stopped_early"] = True
+    return record
 
 
 class SB3Trainer:
@@ -82,7 +112,13 @@ class SB3Trainer:
                     )
                     break
             setup = RLSetup.model_validate(setups[step.id])
-            attempt = sum(1 for r in state.get("rl_runs", []) if r["subaction"] == step.id)
+            out = job_dir(state, step.id)
+            orphan = orphaned_record(out)
+            if orphan is not None:
+                # A cancelled attempt trained here: record what it left, then continue it.
+                log.info("rl_adopted", subaction=step.id, policy=orphan["policy_path"])
+                runs.append(orphan)
+                spent += orphan["env_steps"] + orphan.get("prelude_env_steps", 0)
             name = action_name(step)
             spec = task_of(state)
             job = ctx.rl_job(
@@ -97,7 +133,7 @@ class SB3Trainer:
                 ),
                 episode_length=setup.episode_length,
                 timesteps=min(review.timesteps or ctx.rl_timesteps, left or 10**12),
-                output_dir=str(Path(state["run_dir"]) / "rl" / f"{step.id}_{attempt + 1}"),
+                output_dir=str(out),
                 policy_name=name,
             )
             log.info(
@@ -123,8 +159,18 @@ class SB3Trainer:
             )
             library[name] = lib.record(name)
             known[name] = library[name]
-            runs.append(result.to_record(step.id))
-            spent += result.env_steps + result.prelude_env_steps
+            record = result.to_record(step.id)
+            # Kept beside the policy: if this step is cancelled, its update never reaches the
+            # state, and the step's next run records it from here.
+            atomic_write_text(out / RECORD_FILE, json.dumps(record))
+            if orphan is not None:
+                # The continued job counts only the steps after the cancelled attempt's.
+                record["env_steps"] -= orphan["env_steps"]
+                record["prelude_env_steps"] = record.get("prelude_env_steps", 0) - orphan.get(
+                    "prelude_env_steps", 0
+                )
+            runs.append(record)
+            spent += record["env_steps"] + record.get("prelude_env_steps", 0)
         return {
             "rl_runs": runs,
             "library": library,

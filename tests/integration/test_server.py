@@ -353,9 +353,23 @@ def test_cancel_mid_training_stops_the_worker(
     episodes = data["episodes"] if isinstance(data, dict) else data
     last = max((int(e.get("total_env_steps", e.get("env_steps", 0))) for e in episodes), default=0)
     assert last < budget // 4
-    # Nothing from the cancelled step reached the thread.
+    # Nothing from the cancelled step reached the thread yet.
     state = state_of(client, thread_id)
     assert state["next"] == ["rl_trainer"] and not state["values"].get("rl_runs")
+    record = curve.parent / "record.json"
+    while not record.exists() and time.monotonic() - cancelled_at < 60:
+        time.sleep(0.5)
+    trained = json.loads(record.read_text())["env_steps"]
+    # Resumed with a budget the cancelled attempt already spent: the step records that
+    # attempt (stopped early, its policy) and continues it from its checkpoint, not anew.
+    resumed = {**context, "rl_timesteps": trained}
+    client.runs.wait(thread_id, GRAPH, input=None, context=resumed)
+    runs = state_of(client, thread_id)["values"]["rl_runs"]
+    cancelled, continued = runs
+    assert cancelled["stopped_early"] and cancelled["env_steps"] == trained
+    assert Path(cancelled["policy_path"]).parent == curve.parent
+    assert Path(continued["policy_path"]).parent == curve.parent
+    assert continued["env_steps"] == 0
     print(
         f"first progress at {first['env_steps']} env steps; API latency {latency:.2f}s "
         f"during training; worker stopped {stopped_after:.1f}s after cancel"
