@@ -1,4 +1,4 @@
-"""`rlgpt run|bench|plugins|report|serve`: the command line."""
+"""`rlgpt run|bench|code|plugins|report|serve`: the command line."""
 
 from __future__ import annotations
 
@@ -104,6 +104,11 @@ def _parser() -> argparse.ArgumentParser:
         "bench", help="Run benchmark suites (throughput, learning); results in bench/results/."
     )
     add_bench_arguments(bench)
+
+    from rlgpt.code_command import add_code_arguments
+
+    code = sub.add_parser("code", help="Check a code action file as the coder does.")
+    add_code_arguments(code)
     return parser
 
 
@@ -129,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
             from rlgpt.bench.cli import run_bench
 
             return run_bench(args)
+        if args.command == "code":
+            from rlgpt.code_command import run_code_command
+
+            return run_code_command(args)
         if args.command == "serve":
             return cmd_serve(args.port, args.config, jobs=args.jobs, reload=args.reload)
     except (

@@ -12,6 +12,7 @@ from stable_baselines3.common.vec_env.base_vec_env import CloudpickleWrapper, Ve
 from stable_baselines3.common.vec_env.subproc_vec_env import SubprocVecEnv, _stack_obs, _worker
 
 from rlgpt.actions.sandbox import SandboxLimits, worker_death_error
+from rlgpt.actions.sandbox.black_box import BlackBox
 from rlgpt.actions.worker import adopt_report, read_report
 from rlgpt.logging import get_logger
 
@@ -23,8 +24,9 @@ def _supervised_worker(
     parent_remote: Connection,
     env_fn_wrapper: CloudpickleWrapper,
     report: Connection,
+    last_call: str,
 ) -> None:
-    adopt_report(report)
+    adopt_report(report, last_call)
     _worker(remote, parent_remote, env_fn_wrapper)
 
 
@@ -66,6 +68,7 @@ class SupervisedSubprocVecEnv(SubprocVecEnv):
         self.processes: list[Any] = []
         self._reports: list[Connection] = []
         self._dead = [False] * n
+        self._boxes = [BlackBox() for _ in range(n)]
         for index in range(n):
             remote, process, reader = self._spawn(index)
             self.remotes.append(remote)
@@ -78,7 +81,8 @@ class SupervisedSubprocVecEnv(SubprocVecEnv):
     def _spawn(self, index: int) -> tuple[Connection, Any, Connection]:
         remote, work_remote = self._ctx.Pipe()
         reader, writer = self._ctx.Pipe(duplex=False)
-        args = (work_remote, remote, CloudpickleWrapper(self._env_fns[index]), writer)
+        box = self._boxes[index]
+        args = (work_remote, remote, CloudpickleWrapper(self._env_fns[index]), writer, box.path)
         process = self._ctx.Process(target=_supervised_worker, args=args, daemon=True)  # type: ignore[attr-defined]
         process.start()
         work_remote.close()
@@ -95,7 +99,9 @@ class SupervisedSubprocVecEnv(SubprocVecEnv):
                 process.kill()
                 process.join()
             report = read_report(self._reports[index])
-            error = worker_death_error(report, process.exitcode, self.limits)
+            box = self._boxes[index]
+            error = worker_death_error(report, process.exitcode, self.limits, box.read())
+            box.clear()
             errors.append(error)
             self.replaced.append({"env": index, "pid": process.pid, **error})
             log.warning("env_worker_replaced", env=index, pid=process.pid, **error)
@@ -188,6 +194,8 @@ class SupervisedSubprocVecEnv(SubprocVecEnv):
             remote.close()
         for reader in self._reports:
             reader.close()
+        for box in self._boxes:
+            box.close()
         self.closed = True
 
 

@@ -12,6 +12,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from rlgpt.actions.sandbox import SandboxLimits, set_worker_report, worker_death_error
+from rlgpt.actions.sandbox.black_box import BlackBox, attach
 from rlgpt.logging import get_logger
 
 log = get_logger("rlgpt.sandbox_worker")
@@ -59,10 +60,13 @@ def send_partial(value: Any) -> None:
         _RESULT_CONN[0].send(("partial", value))
 
 
-def adopt_report(report: Connection) -> None:
-    """In a worker: make `report` (a pipe to the supervisor) the hard stop's report channel."""
+def adopt_report(report: Connection, last_call: str | None = None) -> None:
+    """In a worker: make `report` (a pipe to the supervisor) the hard stop's report channel
+    and `last_call` (a supervisor's black box file) where skill calls are noted."""
     _REPORT_KEEP.append(report)
     set_worker_report(report.fileno())
+    if last_call is not None:
+        attach(last_call)
 
 
 def read_report(reader: Connection, wait: float = 0.5) -> str:
@@ -97,10 +101,11 @@ def worker_note(text: str) -> None:
 def _one_shot_entry(
     conn: Connection,
     report: Connection,
+    last_call: str,
     function: Callable[..., Any],
     kwargs: dict[str, Any],
 ) -> None:
-    adopt_report(report)
+    adopt_report(report, last_call)
     _RESULT_CONN.append(conn)
     try:
         result = function(**kwargs)
@@ -134,8 +139,9 @@ def run_in_worker(
     ctx = mp.get_context("forkserver")
     parent, child = ctx.Pipe()
     reader, writer = ctx.Pipe(duplex=False)
+    box = BlackBox()
     process = ctx.Process(
-        target=_one_shot_entry, args=(child, writer, function, kwargs), daemon=True
+        target=_one_shot_entry, args=(child, writer, box.path, function, kwargs), daemon=True
     )
     process.start()
     child.close()
@@ -166,7 +172,7 @@ def run_in_worker(
                 raise TimeoutError(f"the worker took longer than {timeout} s")
         process.join(timeout=10)
         report = read_report(reader)
-        error = worker_death_error(report, process.exitcode, limits)
+        error = worker_death_error(report, process.exitcode, limits, box.read())
         raise WorkerDied(error, report, partials)
     finally:
         if process.is_alive():
@@ -174,6 +180,7 @@ def run_in_worker(
         process.join(timeout=10)
         parent.close()
         reader.close()
+        box.close()
 
 
 __all__ = [

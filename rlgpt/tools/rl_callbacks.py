@@ -167,6 +167,7 @@ class ProgressReporter(EveryEnvSteps):
             "event": "rl_progress",
             "policy": self.policy_name,
             "env_steps": counter.env_steps,
+            "prelude_env_steps": counter.prelude_env_steps,
             "agent_steps": counter.agent_steps,
             "budget": self.budget,
             "episodes": len(counter.episodes),

@@ -15,7 +15,7 @@ import pytest
 
 from rlgpt.actions.build import OptionsEnvFactory
 from rlgpt.actions.library import ActionLibrary
-from rlgpt.actions.sandbox import CodeActionRejected, check_code
+from rlgpt.actions.sandbox import CodeActionRejected, check_code, worker_death_error
 from rlgpt.actions.vec_workers import SupervisedSubprocVecEnv
 from rlgpt.envs.base import EnvSettings
 from rlgpt.envs.crafter.adapter import CrafterAdapter
@@ -346,3 +346,40 @@ def test_check_worker_killed_by_c_level_loop_reports_line_and_seed() -> None:
     (error,) = result["errors"]
     assert error["kind"] == "cpu" and error["line"] == 3 and error["seed"] == 4
     assert error["action"] == "stuck"
+    assert error["last_call"] == "api.noop()"
+
+
+def test_segfault_in_c_code_names_its_line_and_last_skill_call() -> None:
+    """Iterating a million nested zips overflows the C stack: SIGSEGV, no Python exception.
+
+    The worker's fault handler reports the running line, and its black box the last skill
+    call, so the coder learns where its code crashed.
+    """
+    source = (
+        "def run(api):\n"
+        "    api.noop()\n"
+        "    z = []\n"
+        "    for i in range(1000000):\n"
+        "        z = zip(z)\n"
+        "    return len(list(z)) > 0\n"
+    )
+    limits = replace(LIMITS, cpu_seconds=10.0, wall_seconds=20.0)
+    result = check_code_action(
+        source, "deep", None, SCORE, None, [], [3], limits, EnvSettings(episode_length=100)
+    )
+    (error,) = result["errors"]
+    assert error["kind"] == "killed" and "SIGSEGV" in error["message"]
+    assert error["line"] == 6 and error["action"] == "deep" and error["seed"] == 3
+    assert error["last_call"] == "api.noop()" and "api.noop()" in error["message"]
+
+
+def test_crash_after_the_call_returned_says_so() -> None:
+    # What the supervisor builds when the fault handler saw no code-action line, but the
+    # black box says the call had returned (e.g. a crash freeing an object it built).
+    error = worker_death_error(
+        "Fatal Python error: Segmentation fault\n", -11, LIMITS,
+        {"state": "returned", "action": "deep", "line": 6, "call": "api.noop()"},
+    )  # fmt: skip
+    assert error["kind"] == "killed" and error["action"] == "deep" and error["line"] is None
+    assert "after the code action had returned" in error["message"]
+    assert error["last_call"] == "api.noop()"

@@ -214,6 +214,9 @@ def enter_worker_mode(
         fd = report.fileno()
     # chain=True: after dumping the traceback, the default action of SIGPROF ends the process.
     faulthandler.register(HARD_STOP_SIGNAL, file=fd, all_threads=True, chain=True)
+    # A crash in C code (SIGSEGV, SIGBUS, SIGFPE, SIGABRT) reports its Python traceback too:
+    # the supervisor reads the code action's line from it.
+    faulthandler.enable(file=fd, all_threads=True)
     # Handlers and periodic ticks stay installed for the worker's life; a call only sets its
     # deadlines. SA_RESTART keeps the ticks from interrupting system calls of other code.
     for signum in (signal.SIGALRM, signal.SIGPROF):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from collections.abc import Callable, Collection, Iterable
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+
+from rlgpt.actions.sandbox.black_box import record
 
 #: Skill calls of one code-action call kept for the coder's feedback (the most recent).
 TRACE_CALLS = 24
@@ -45,20 +48,28 @@ def build_proxy(
     api: Any,
     skill_names: Collection[str],
     calls: deque[tuple[str, tuple[Any, ...], dict[str, Any], str]] | None = None,
+    action: str = "",
 ) -> tuple[SimpleNamespace, list[Any]]:
     """A proxy of the skill methods and the one-item slot holding the API it forwards to;
-    with `calls`, each skill call is recorded there as (skill, arguments, result)."""
+    with `calls`, each skill call is recorded there as (skill, arguments, result) and in the
+    worker's black box (with the code action's name and line)."""
     slot: list[Any] = [None]
 
     def forward(name: str) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
             if calls is None:
                 return plain_value(getattr(slot[0], name)(*args, **kwargs))
+            # The supervisor of a worker reads this after a crash: which skill, from where.
+            caller = sys._getframe(1)
+            line = caller.f_lineno if caller.f_code.co_filename.startswith("<code_action") else None
+            shown = format_calls([(name, args, kwargs, "")])[0].removesuffix(" -> ")
+            record("calling", action, line, shown)
             try:
                 value = plain_value(getattr(slot[0], name)(*args, **kwargs))
             except BaseException as exc:
                 calls.append((name, args, kwargs, f"raised {type(exc).__name__}"))
                 raise
+            record("running", action, line, shown)
             calls.append((name, args, kwargs, _short_repr(value)))
             return value
 

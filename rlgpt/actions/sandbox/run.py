@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from rlgpt.actions.sandbox.black_box import mark
 from rlgpt.actions.sandbox.errors import ErrorKind, traceback_line
 from rlgpt.actions.sandbox.limits import (
     HARD_STOP_SIGNAL,
@@ -111,7 +112,7 @@ def call_code_function(
         proxy, slot = cached[0], cached[1]
     else:
         # First call, another API type, or a nested call of the same action: a fresh proxy.
-        proxy, slot = build_proxy(api, action.skill_names, action.calls)
+        proxy, slot = build_proxy(api, action.skill_names, action.calls, action.name)
         if cached is None:
             action.proxy_cache = (proxy, slot, type(api))
     slot[0] = api
@@ -195,6 +196,7 @@ def run_code_action(
     value, error, interrupted = call_code_function(
         action, action.run, api, limits, limits.wall_seconds, steps_used
     )
+    mark("returned")
     steps = steps_used()
     success = False
     if error is None and interrupted is None:
@@ -237,7 +239,10 @@ _REPORT_FRAME = re.compile(r'File "<code_action:(?P<name>[^>"]*)>", line (?P<lin
 
 
 def worker_death_error(
-    report: str, exitcode: int | None, limits: SandboxLimits | None = None
+    report: str,
+    exitcode: int | None,
+    limits: SandboxLimits | None = None,
+    last_call: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The structured error for a worker that died while running code.
 
@@ -245,11 +250,13 @@ def worker_death_error(
         report: What the worker wrote to its report channel (the hard stop's traceback).
         exitcode: `multiprocessing.Process.exitcode` (negative: killed by that signal).
         limits: The limits the worker ran under (for the message).
+        last_call: What the worker's black box holds (`black_box.BlackBox.read`).
 
     Returns:
         kind (`cpu` for the hard CPU stop, `memory` for the kernel's OOM kill, else
         `killed`), message, line and action (from the innermost code-action frame of the
-        report), step (None: the count died with the worker).
+        report, else the black box), the last skill call when known, step (None: the count
+        died with the worker).
     """
     limits = limits or SandboxLimits()
     match = _REPORT_FRAME.search(report)
@@ -273,4 +280,24 @@ def worker_death_error(
         message = f"the worker died by {signame}; it was replaced"
     else:
         message = f"the worker exited with code {exitcode}; it was replaced"
-    return {"kind": kind, "message": message, "line": line, "step": None, "action": action}
+    error: dict[str, Any] = {
+        "kind": kind,
+        "message": message,
+        "line": line,
+        "step": None,
+        "action": action,
+    }
+    if last_call:
+        error["last_call"] = last_call["call"]
+        error["action"] = action or last_call["action"] or None
+        if last_call["state"] == "returned" and match is None:
+            error["message"] += (
+                f" after the code action had returned (its last skill call: {last_call['call']}"
+                "), e.g. while freeing an object it built"
+            )
+        else:
+            error["line"] = line if line is not None else last_call["line"]
+            error["message"] += f"; its last skill call: {last_call['call']}"
+            if last_call["state"] == "calling":
+                error["message"] += " (the crash came inside that call)"
+    return error
