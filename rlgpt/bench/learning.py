@@ -133,9 +133,11 @@ def run_learning(
                 log.info("bench_learning_kept", method=key, seed=seed, score=run["score"])
             else:
                 log.info("bench_learning_run", method=key, seed=seed, budget=config.budget)
-                code = git_state()  # the code of this run, which a later table may not share
+                # The code of each attempt of this run, which a later table may not share.
+                attempts = note_attempt(out)
                 run = run_method(config, key, seed, names, algo, out)
-                run["git"] = {k: code.get(k) for k in ("commit", "dirty", "diff_sha256")}
+                run["git"] = attempts[-1]
+                run["git_attempts"] = attempts
                 atomic_write_text(summary, json.dumps(run) + "\n")
                 log.info(
                     "bench_learning_done",
@@ -158,6 +160,17 @@ def run_learning(
                 )
         methods.append(summarise_method(key, label, observation_of(config, key), runs))
     return result()
+
+
+def note_attempt(out: Path) -> list[dict[str, Any]]:
+    """Append this attempt's code (commit, tree state) to the run's `attempts.json`."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "attempts.json"
+    attempts: list[dict[str, Any]] = json.loads(path.read_text()) if path.exists() else []
+    code = git_state()
+    attempts.append({k: code.get(k) for k in ("commit", "dirty", "diff_sha256")})
+    atomic_write_text(path, json.dumps(attempts) + "\n")
+    return attempts
 
 
 def observation_of(config: LearningConfig, key: str) -> str:

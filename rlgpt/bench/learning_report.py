@@ -190,23 +190,32 @@ def learning_markdown(result: Mapping[str, Any]) -> str:
             suffix = f" (human {HUMAN_DIAMOND_RATE:.0%})" if name == "collect_diamond" else ""
             lines.append(f"| {name}{suffix} | " + " | ".join(cells) + " |")
         lines += ["", "## Runs", ""]
-        for m in methods:
-            for run in m["runs"]:
-                resumed = f", resumed {run['resumes']}x" if run.get("resumes") else ""
-                git = run.get("git") or {}
-                if git.get("commit"):
-                    resumed += f"; code {git['commit'][:7]}" + (
-                        " + changes" if git["dirty"] else ""
-                    )
-                lines.append(
-                    f"- {_column(m)} seed {run['seed']} (env seeds {run.get('env_seeds', '?')}): "
-                    f"score {decimals(run['score'], 2)}, {run['episodes']} episodes, "
-                    f"{run['env_steps']:,} env steps, {decimals(run['wall_time'])} s "
-                    f"({decimals(run['steps_per_second'])} steps/s{resumed})"
-                )
+        lines += [_run_line(m, run) for m in methods for run in m["runs"]]
     lines += writers.provenance_section(result)
     lines.append("")
     return "\n".join(lines)
+
+
+def _run_line(method: Mapping[str, Any], run: Mapping[str, Any]) -> str:
+    """One run: seed, env seeds, score, episodes, env steps, time, attempts and code."""
+    time = f"{decimals(run['wall_time'])} s ({decimals(run['steps_per_second'])} steps/s"
+    if run.get("resumes"):
+        time += f", resumed {run['resumes']}x"
+        if not run.get("wall_time_complete", False):
+            # An attempt before the resume left no time: neither total nor rate is known.
+            time = f"{decimals(run['wall_time'])} s in the last attempt (resumed {run['resumes']}x"
+    codes = [
+        f"{g['commit'][:7]}" + (" + changes" if g.get("dirty") else "")
+        for g in run.get("git_attempts") or [run.get("git") or {}]
+        if g.get("commit")
+    ]
+    if codes:
+        time += "; code " + ", then ".join(dict.fromkeys(codes))
+    return (
+        f"- {_column(method)} seed {run['seed']} (env seeds {run.get('env_seeds', '?')}): "
+        f"score {decimals(run['score'], 2)}, {run['episodes']} episodes, "
+        f"{run['env_steps']:,} env steps, {time})"
+    )
 
 
 def _column(method: Mapping[str, Any]) -> str:

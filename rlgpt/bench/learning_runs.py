@@ -108,6 +108,7 @@ def train_ppo(
         observation=config.observation,
         action_names=names,
         resumes=result.resumes,
+        wall_time_complete=result.wall_time_complete,
         learn_steps_per_second=result.training_steps_per_second,
         ppo={k: v for k, v in job.ppo_kwargs().items() if k not in ("seed", "verbose", "device")},
     )
@@ -201,6 +202,7 @@ def _code_only_worker(config: LearningConfig, names: list[str], seed: int, out: 
         action_names=names,
         code_action_errors=state["errors"],
         resumes=state["resumes"],
+        wall_time_complete=True,
         note=note,
     )
 

@@ -38,6 +38,10 @@ class StepCounter(BaseCallback):
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_EPISODES)
         self._started = time.monotonic()
         self._steps_at_start = 0
+        self._created = time.monotonic()
+        #: Seconds of the interrupted attempts before this one (None: an older checkpoint
+        #: did not record them).
+        self.earlier_seconds: float | None = 0.0
 
     def _on_training_start(self) -> None:
         self._started = time.monotonic()
@@ -105,7 +109,15 @@ class StepCounter(BaseCallback):
             "code_action_errors": self.code_action_errors,
             "episodes": self.episodes,
             "resumes": self.resumes,
+            "wall_time": self.total_seconds,
         }
+
+    @property
+    def total_seconds(self) -> float | None:
+        """Seconds of this job over all its attempts (None when an earlier one is unknown)."""
+        if self.earlier_seconds is None:
+            return None
+        return self.earlier_seconds + time.monotonic() - self._created
 
     def restore(self, counters: dict[str, Any]) -> None:
         """Continue from a checkpoint's counters."""
@@ -115,6 +127,8 @@ class StepCounter(BaseCallback):
         self.code_action_errors = int(counters["code_action_errors"])
         self.episodes = list(counters["episodes"])
         self.resumes = int(counters.get("resumes", 0)) + 1
+        earlier = counters.get("wall_time")
+        self.earlier_seconds = float(earlier) if earlier is not None else None
         self.recent.extend(self.episodes[-RECENT_EPISODES:])
 
 

@@ -172,7 +172,15 @@ class RLResult(BaseModel):
     )
     agent_steps: int = Field(description="Agent decisions (a code action is one).")
     episodes: int = Field(description="Finished training episodes.")
-    wall_time: float = Field(description="Seconds of training (env set-up included).")
+    wall_time: float = Field(
+        description="Seconds of training (env set-up included), over every attempt of a "
+        "resumed job."
+    )
+    wall_time_complete: bool = Field(
+        default=True,
+        description="False when an attempt before a resume left no time (an older "
+        "checkpoint): `wall_time` then covers the later attempts only.",
+    )
     steps_per_second: float = Field(
         description="Env steps per second of the whole job (set-up and saving included)."
     )

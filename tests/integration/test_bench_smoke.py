@@ -165,7 +165,9 @@ def test_killed_learning_suite_continues_where_it_stopped(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr[-2000:]
     (method,) = json.loads((out / "learning_killed.json").read_text())["methods"]
     (run,) = method["runs"]
-    assert run["resumes"] == 1
+    assert run["resumes"] == 1 and len(run["git_attempts"]) == 2
+    # The time of both attempts is known, so the run's rate is too.
+    assert run["wall_time_complete"] and run["wall_time"] > checkpoint["wall_time"] > 0
     assert 6000 <= run["env_steps"] < 6100
     # The episodes finished before the kill are kept as they were.
     kept = run["episode_results"][: len(checkpoint["episodes"])]
