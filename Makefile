@@ -38,6 +38,10 @@ test: lint
 test-slow: setup
 	$(BIN)/pytest -m slow $(PYTEST_ARGS)
 
+# The fault-injection suite alone (`make test` runs it too, its slow cases excepted).
+test-faults: setup
+	$(BIN)/pytest -m "faults and not slow" $(PYTEST_ARGS)
+
 # e.g. make bench BENCH_ARGS="learning --budget 50000 --seeds 0,1 --library runs/<id>/library"
 BENCH_ARGS ?= --quick
 bench: setup

@@ -20,9 +20,13 @@ from rlgpt import plugins
 from rlgpt.checkpoint import CheckpointerUnavailable, open_checkpointer
 from rlgpt.envs.base import UnknownTaskError
 from rlgpt.graph.context import ConfigError, Context
+from rlgpt.llm import LLMError
 from rlgpt.logging import configure_logging, get_logger
 from rlgpt.plugins import PluginNotFoundError
 from rlgpt.serve import port_free, serve_command, serve_env
+
+#: `rlgpt run` ended because the model endpoint failed past its retries (state kept).
+EXIT_MODEL_UNAVAILABLE = 4
 
 console = Console(stderr=True)
 log = get_logger("cli")
@@ -288,6 +292,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             console.print(f"interrupted; resume with: rlgpt run --resume {thread_id}")
             return 130
+        except LLMError as exc:
+            if not exc.retryable:
+                raise
+            # The endpoint failed past its retries: the checkpoint keeps everything before
+            # the node that called it, and a resume starts that node again.
+            atomic_write_text(run_dir / "model_error.json", json.dumps(exc.as_record("model")))
+            console.print(
+                f"[bold red]the model endpoint failed[/] ({exc.kind}: {exc.message[:300]}); the "
+                f"run keeps its state; once the endpoint answers, resume with: rlgpt run "
+                f"--resume {thread_id}",
+                soft_wrap=True,
+            )
+            return EXIT_MODEL_UNAVAILABLE
         values = graph.get_state(config).values
     evaluations = values.get("evaluations", [])
     report = values.get("report_path")

@@ -148,15 +148,18 @@ def scripted_context(runs_dir: Path, **settings: Any) -> Context:
     No repairs inside the coder or the planner and no library shared with other tests,
     unless `settings` ask for them.
     """
-    defaults: dict[str, Any] = {
-        "planner_model": "scripted:planner",
-        "coder_model": "scripted:coder",
-        "critic_model": "scripted:critic",
-        "plan_revisions": 0,
-        "code_repairs": 0,
-        "reuse_library": False,
-    }
-    return Context(runs_dir=str(runs_dir), **{**defaults, **settings})
+    return Context(runs_dir=str(runs_dir), **{**SCRIPTED_SETTINGS, **settings})
+
+
+#: The Context fields of a run on the scripted models (see `scripted_context`).
+SCRIPTED_SETTINGS: dict[str, Any] = {
+    "planner_model": "scripted:planner",
+    "coder_model": "scripted:coder",
+    "critic_model": "scripted:critic",
+    "plan_revisions": 0,
+    "code_repairs": 0,
+    "reuse_library": False,
+}
 
 
 def advance(

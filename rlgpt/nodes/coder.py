@@ -64,6 +64,8 @@ class LLMCoder:
                     if setup is not None:
                         update["setups"][step.id] = setup.model_dump()
             except LLMError as exc:
+                if exc.retryable:
+                    raise  # the endpoint is down: stop the run, keep its state, resume later
                 log.warning("coder_llm_failed", subaction=step.id, kind=exc.kind)
                 usage, errors = (
                     {},

@@ -223,6 +223,8 @@ class LLMCritic(_CriticBase):
                 json_schema=verdict_schema([s.id for s in plan.sub_actions]),
             )
         except LLMError as exc:
+            if exc.retryable:
+                raise  # the endpoint is down: stop the run, keep its state, resume later
             log.warning("critic_llm_failed", kind=exc.kind)
             fallback = rules_verdict(state, ctx, plan, ev)
             fallback["source"] = "rules (model failed)"

@@ -55,6 +55,8 @@ class LLMPlanner:
                     json_schema=planner_schema(adapter.vocabulary()),
                 )
             except LLMError as exc:
+                if exc.retryable:
+                    raise  # the endpoint is down: stop the run, keep its state, resume later
                 log.warning("plan_failed", kind=exc.kind, error=str(exc))
                 if exc.usage:
                     usage = merge_usage(usage, {"planner": cast(Usage, exc.usage)})

@@ -14,7 +14,16 @@ import pytest
 from rlgpt.graph.builder import builder
 from rlgpt.graph.context import Context
 from tests.fakes import ScriptedChatModel
-from tests.helpers import GOOD_CODE, ONE_PASS, code, plan, run, undefined_name_code, verdict
+from tests.helpers import (
+    GOOD_CODE,
+    ONE_PASS,
+    SCRIPTED_SETTINGS,
+    code,
+    plan,
+    run,
+    undefined_name_code,
+    verdict,
+)
 
 BROKEN_CODE = undefined_name_code("wood", "tree", "wood_needed")
 
@@ -171,15 +180,7 @@ def test_learning_method_d_counts_every_env_step_of_the_loop(
         seeds=[2],
         methods=["d"],
         graph_task="crafter:collect_wood",
-        graph_context={
-            "planner_model": "scripted:planner",
-            "coder_model": "scripted:coder",
-            "critic_model": "scripted:critic",
-            "plan_revisions": 0,
-            "code_repairs": 0,
-            "reuse_library": False,
-            "eval_episodes": 3,
-        },
+        graph_context={**SCRIPTED_SETTINGS, "eval_episodes": 3},
     )
     (method,) = run_learning(config, tmp_path / "runs")["methods"]
     (run,) = method["runs"]

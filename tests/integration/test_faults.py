@@ -1,0 +1,138 @@
+"""Fault injection: a model endpoint that fails in each way users meet, in front of the real
+local model server; each fault is a named error, and a run stopped by one resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.messages import HumanMessage
+
+from rlgpt.graph.schemas import Plan
+from rlgpt.llm import LLMError, ask_structured
+from rlgpt.llm.local_server import URL_ENV
+from rlgpt.llm.settings import LLMSettings
+from tests.faults import FaultyEndpoint
+from tests.helpers import save_numbers
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+
+#: Every fault tried and what it came to, saved for the faults table (runs/test_results).
+OUTCOMES: list[dict[str, Any]] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _save_outcomes() -> Iterator[None]:
+    yield
+    if OUTCOMES:
+        save_numbers("faults_model_endpoint", {"outcomes": OUTCOMES})
+
+
+@pytest.mark.parametrize(
+    ("mode", "kind", "retryable"),
+    [
+        ("refuse", "unreachable", True),
+        ("drop", "unreachable", True),
+        ("hang", "timeout", True),
+        ("status:429", "rate_limit", True),
+        ("status:500", "server", True),
+        ("status:503", "server", True),
+        ("truncate", "unreachable", True),
+        ("invalid", "invalid", False),
+    ],
+)
+def test_endpoint_fault_is_a_named_error(
+    local_server: Any, mode: str, kind: str, retryable: bool
+) -> None:
+    proxy = FaultyEndpoint(os.environ[URL_ENV], mode)
+    if mode == "refuse":
+        proxy.stop()
+    # Modes that pass the request on wait for the real model; the others fail at once.
+    timeout = 300.0 if mode in ("truncate", "invalid") else 3.0
+    settings = LLMSettings(model=f"{proxy.url}#smollm2", timeout=timeout, max_retries=1)
+    started = time.monotonic()
+    with pytest.raises(LLMError) as info:
+        ask_structured("planner", settings, Plan, [HumanMessage("Plan how to collect wood.")])
+    seconds = time.monotonic() - started
+    proxy.stop()
+    error = info.value
+    OUTCOMES.append(
+        {"fault": mode, "error": error.kind, "retryable": error.retryable,
+         "seconds": round(seconds, 1), "message": error.message[:200]}
+    )  # fmt: skip
+    assert (error.kind, error.retryable) == (kind, retryable), error.message
+    # One retry after the first attempt: a fault costs at most two timeouts plus backoff.
+    assert seconds < 2 * min(settings.timeout, 60) + 10
+    if mode not in ("refuse",):
+        assert proxy.requests == (2 if retryable else 1 + settings.max_retries)
+
+
+def test_run_stopped_by_a_dead_endpoint_resumes_where_it_stopped(
+    local_server: Any, tmp_path: Path
+) -> None:
+    """The endpoint dies after the planner's call: the run stops at the coder with its state
+    kept (exit 4) and, once the endpoint is back, `--resume` goes on from the coder."""
+    proxy = FaultyEndpoint(os.environ[URL_ENV], mode="drop", fail_after=1)
+    model = f"{proxy.url}#smollm2"
+    settings = {
+        "planner-model": model, "coder-model": model, "critic": "rules",
+        "plan-revisions": 0, "code-repairs": 0, "max-inner-loops": 0, "max-outer-loops": 0,
+        "eval-episodes": 2, "code-check-episodes": 1, "llm-timeout": 600, "llm-max-retries": 1,
+        "llm-max-tokens": 400, "subaction-max-steps": 100, "code-action-max-steps": 100,
+    }  # fmt: skip
+    flags = [f"--{k}={v}" for k, v in settings.items()]
+    cmd = [sys.executable, "-m", "rlgpt.cli", "--json-logs", "run", "--runs-dir", str(tmp_path)]
+    env = {k: v for k, v in os.environ.items() if k != URL_ENV}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=900)
+
+    # 1. Plan (the endpoint still answers), then pause for review.
+    first = cli("--task", "crafter:collect_wood", "--approve-plan", "--no-gif",
+                "--no-reuse-library", *flags)  # fmt: skip
+    assert first.returncode == 3, first.stdout + first.stderr
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    # 2. One code step; the endpoint is dead when the coder asks.
+    plan = {
+        "sub_actions": [
+            {
+                "id": "wood",
+                "description": "collect wood",
+                "method": "code",
+                "predicate": {"kind": "achievement", "name": "collect_wood"},
+            }
+        ]
+    }
+    stopped = cli(
+        "--resume", run_dir.name, "--answer", json.dumps({"action": "edit", "plan": plan})
+    )
+    assert stopped.returncode == 4, stopped.stdout + stopped.stderr
+    assert "resume with: rlgpt run --resume" in stopped.stdout + stopped.stderr
+    recorded = json.loads((run_dir / "model_error.json").read_text())
+    assert recorded["kind"] == "llm_unreachable"
+    requests_before = proxy.requests
+    # 3. The endpoint is back: the run goes on from the coder, with the reviewed plan.
+    proxy.mode = "pass"
+    resumed = cli("--resume", run_dir.name)
+    proxy.stop()
+    assert resumed.returncode in (0, 1), resumed.stdout + resumed.stderr
+    events = [json.loads(x) for x in resumed.stderr.splitlines() if x.startswith("{")]
+    names = [e.get("event") for e in events]
+    assert "planned" not in names and "run_started" not in names
+    # The coder's call (asked once more if its answer did not parse); no new plan.
+    assert requests_before < proxy.requests <= requests_before + 1 + settings["llm-max-retries"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert [s["id"] for s in metrics["state"]["plan"]["sub_actions"]] == ["wood"]
+    assert metrics["state"]["evaluations"]  # the run went on to its end
+    OUTCOMES.append(
+        {"fault": "endpoint dies before the coder's call (CLI run)", "error": "exit 4",
+         "retryable": True, "seconds": None,
+         "message": "resumed at the coder with the reviewed plan; no call repeated"}
+    )  # fmt: skip
