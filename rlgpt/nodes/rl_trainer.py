@@ -121,6 +121,7 @@ class SB3Trainer:
                 spent += orphan["env_steps"] + orphan.get("prelude_env_steps", 0)
             name = action_name(step)
             spec = task_of(state)
+            budget = review.timesteps or ctx.rl_timesteps
             job = ctx.rl_job(
                 task=spec.name,
                 predicate=step.predicate,
@@ -132,7 +133,7 @@ class SB3Trainer:
                     earlier_actions(plan, step.id, known) if setup.start_after_previous else []
                 ),
                 episode_length=setup.episode_length,
-                timesteps=min(review.timesteps or ctx.rl_timesteps, left or 10**12),
+                timesteps=budget if left is None else min(budget, left),
                 output_dir=str(out),
                 policy_name=name,
             )
