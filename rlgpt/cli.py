@@ -27,6 +27,8 @@ from rlgpt.serve import port_free, serve_command, serve_env
 
 #: `rlgpt run` ended because the model endpoint failed past its retries (state kept).
 EXIT_MODEL_UNAVAILABLE = 4
+#: `rlgpt run` ended because the disk under its runs directory is full (state kept).
+EXIT_DISK_FULL = 5
 
 console = Console(stderr=True)
 log = get_logger("cli")
@@ -248,6 +250,27 @@ class RunProgress:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run (or resume) the graph with a SQLite (default) or Postgres checkpointer, streaming."""
+    from rlgpt.files import disk_full
+
+    thread_id, task, ctx = resolve_run(args)
+    try:
+        return _run_graph(args, thread_id, task, ctx)
+    except Exception as exc:
+        if not disk_full(exc):
+            raise
+        # Every file is written atomically, so what is on disk is whole; the checkpoint holds
+        # the last finished node.
+        console.print(
+            f"[bold red]no space left[/] under {ctx.runs_dir} ({exc}); the files written so far "
+            "are whole and the run keeps its last checkpoint; free space, then resume with: "
+            f"rlgpt run --resume {thread_id}",
+            soft_wrap=True,
+        )
+        return EXIT_DISK_FULL
+
+
+def _run_graph(args: argparse.Namespace, thread_id: str, task: str | None, ctx: Context) -> int:
+    """`cmd_run`'s work: stream the graph to its end, a review pause or a model failure."""
     from langchain_core.runnables import RunnableConfig
     from langgraph.types import Command
 
@@ -255,7 +278,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rlgpt.graph.builder import builder
     from rlgpt.graph.state import InputState
 
-    thread_id, task, ctx = resolve_run(args)
     runs_dir = Path(ctx.runs_dir)
     run_dir = runs_dir / thread_id
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -44,3 +45,18 @@ def atomic_copy(src: Path, dst: Path) -> None:
     """Copy `src` to `dst` atomically."""
     with atomic_target(dst) as tmp:
         shutil.copyfile(src, tmp)
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether `exc` (or an exception it came from) says the disk is full."""
+    seen: BaseException | None = exc
+    for _ in range(20):  # a chain of causes, never a cycle followed forever
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        # SQLite reports a full disk in its message ("database or disk is full").
+        if type(seen).__module__ == "sqlite3" and "disk is full" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from langchain_core.messages import HumanMessage
 
+from rlgpt.actions.library import ActionLibrary
+from rlgpt.files import disk_full
 from rlgpt.graph.schemas import Plan
 from rlgpt.llm import LLMError, ask_structured
 from rlgpt.llm.local_server import URL_ENV
@@ -135,4 +137,75 @@ def test_run_stopped_by_a_dead_endpoint_resumes_where_it_stopped(
         {"fault": "endpoint dies before the coder's call (CLI run)", "error": "exit 4",
          "retryable": True, "seconds": None,
          "message": "resumed at the coder with the reviewed plan; no call repeated"}
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------ a full disk
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs (the tests run as root, as CI does); unmounted afterwards."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.fail(f"the full-disk tests mount a small tmpfs (as root): {mounted.stderr}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def _fill(disk: Path) -> None:
+    """Write to `disk` until nothing more fits."""
+    with (disk / "filler").open("wb") as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 65_536)
+                handle.flush()
+        except OSError as exc:
+            assert disk_full(exc), exc
+
+
+def test_library_on_a_full_disk_keeps_whole_files(small_disk: Path) -> None:
+    library = ActionLibrary(small_disk / "library")
+    written: dict[str, str] = {}
+    padding = "# " + "x" * 60_000 + "\n"
+    with pytest.raises(OSError) as info:
+        for i in range(200):
+            source = f"{padding}def run(api):\n    return api.noop() or {i} > 0\n"
+            library.add_code(f"action_{i}", source, max_steps=10)
+            written[f"action_{i}"] = source
+    assert disk_full(info.value) and len(written) >= 5
+    # The manifest is whole and names exactly the actions whose files are whole.
+    reread = ActionLibrary(small_disk / "library")
+    assert sorted(e.name for e in reread.entries()) == sorted(written)
+    for name, source in written.items():
+        assert reread.source(name) == source
+    assert not list((small_disk / "library").rglob("*.tmp")), "a temporary file was left"
+    OUTCOMES.append(
+        {"fault": "disk full while the library grows", "error": "OSError ENOSPC",
+         "retryable": False, "seconds": None,
+         "message": f"{len(written)} actions kept whole, manifest intact, no temporary files"}
+    )  # fmt: skip
+
+
+def test_run_on_a_full_disk_is_a_clear_error(small_disk: Path) -> None:
+    _fill(small_disk)
+    done = subprocess.run(
+        [sys.executable, "-m", "rlgpt.cli", "run", "--task", "crafter:collect_wood",
+         "--runs-dir", str(small_disk / "runs"), "--no-gif"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 5, output
+    assert "no space left" in output and "resume with: rlgpt run --resume" in output
+    assert "Traceback" not in output
+    assert not list(small_disk.rglob("*.tmp")), "a temporary file was left"
+    OUTCOMES.append(
+        {"fault": "disk full under the runs directory (CLI run)", "error": "exit 5",
+         "retryable": False, "seconds": None,
+         "message": "clear message with the resume command; no temporary files"}
     )  # fmt: skip
