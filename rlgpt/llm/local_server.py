@@ -305,6 +305,12 @@ def shared_base_url(model: str = DEFAULT_MODEL) -> str:
     return server.start()
 
 
+def shared_server(model: str = DEFAULT_MODEL) -> LocalServer | None:
+    """The process-wide local server of `model`, if one was started."""
+    with _shared_lock:
+        return _shared.get(model)
+
+
 def stop_shared_servers() -> None:
     """Stop every process-wide local server (also run at interpreter exit)."""
     with _shared_lock:

@@ -139,6 +139,7 @@ def test_scripted_baseline_runs_merge_into_one_table(tmp_path: Path) -> None:
     assert "**" in (tmp_path / "learning_both.md").read_text()
 
 
+@pytest.mark.faults
 @pytest.mark.integration
 def test_killed_learning_suite_continues_where_it_stopped(tmp_path: Path) -> None:
     """SIGKILL during a run; the same command keeps its checkpointed episodes and goes on."""

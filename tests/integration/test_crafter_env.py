@@ -135,6 +135,7 @@ def test_prefetched_worlds_replay_generation_exactly() -> None:
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.faults
 def test_dead_prefetch_helper_falls_back_to_local_generation() -> None:
     area = (48, 48)  # a helper of its own, so the other tests keep theirs
     env = CrafterEnv(CrafterConfig(area=area, prefetch_worlds=True))
@@ -154,6 +155,7 @@ def test_dead_prefetch_helper_falls_back_to_local_generation() -> None:
     np.testing.assert_array_equal(env._world._mat_map, reference._world._mat_map)
 
 
+@pytest.mark.faults
 def test_helper_dead_before_the_first_request_is_no_crash() -> None:
     area = (40, 40)  # a helper of its own, so the other tests keep theirs
     helper = shared_prefetcher(area)
@@ -171,6 +173,7 @@ def test_helper_dead_before_the_first_request_is_no_crash() -> None:
     assert shared_prefetcher(area) is None
 
 
+@pytest.mark.faults
 def test_prefetching_env_runs_from_a_script_on_standard_input() -> None:
     # A helper started by `spawn` cannot re-run a main module read from standard input: it
     # dies at once, and the env must carry on without it.

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,12 @@ from rlgpt.actions.library import ActionLibrary
 from rlgpt.files import disk_full
 from rlgpt.graph.schemas import Plan
 from rlgpt.llm import LLMError, ask_structured
-from rlgpt.llm.local_server import URL_ENV
+from rlgpt.llm.local_server import (
+    URL_ENV,
+    shared_base_url,
+    shared_server,
+    stop_shared_servers,
+)
 from rlgpt.llm.settings import LLMSettings
 from tests.faults import FaultyEndpoint
 from tests.helpers import save_numbers
@@ -208,4 +214,34 @@ def test_run_on_a_full_disk_is_a_clear_error(small_disk: Path) -> None:
         {"fault": "disk full under the runs directory (CLI run)", "error": "exit 5",
          "retryable": False, "seconds": None,
          "message": "clear message with the resume command; no temporary files"}
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------ killed processes
+def test_local_server_killed_during_a_call_is_started_again(
+    local_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGKILL of the embedded model server mid-answer: that call fails as `unreachable`
+    (a run stops with its state kept), and the next call starts a new server."""
+    monkeypatch.delenv(URL_ENV)  # the process-wide embedded server, not the session's
+    settings = LLMSettings(model="local:smollm2", timeout=120.0, max_retries=1)
+    question = [HumanMessage("Plan how to collect wood and then place a table.")]
+    try:
+        first_url = shared_base_url("smollm2")
+        server = shared_server("smollm2")
+        assert server is not None and server.process is not None
+        killer = threading.Timer(1.0, server.process.kill)
+        killer.start()
+        with pytest.raises(LLMError) as info:
+            ask_structured("planner", settings, Plan, question)
+        killer.join()
+        assert (info.value.kind, info.value.retryable) == ("unreachable", True)
+        answer = ask_structured("planner", settings, Plan, question)
+        assert answer.value.sub_actions and shared_base_url("smollm2") != first_url
+    finally:
+        stop_shared_servers()
+    OUTCOMES.append(
+        {"fault": "embedded model server SIGKILLed during a call", "error": "unreachable",
+         "retryable": True, "seconds": None,
+         "message": "that call fails (a run stops, exit 4); the next call starts a new server"}
     )  # fmt: skip

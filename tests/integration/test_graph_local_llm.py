@@ -74,6 +74,7 @@ def test_full_graph_on_the_local_model(local_server: Any, tmp_path: Path) -> Non
     )
 
 
+@pytest.mark.faults
 def test_killed_cli_run_resumes_graph_and_training(local_server: Any, tmp_path: Path) -> None:
     """SIGKILL in the middle of RL training; --resume continues the graph and the training."""
     env = {**os.environ, URL_ENV: os.environ[URL_ENV]}

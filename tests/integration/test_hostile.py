@@ -336,6 +336,7 @@ def test_worker_survives_and_host_is_unharmed(hostile: dict[str, Any]) -> None:
         assert "multiprocessing" in cmdline, cmdline
 
 
+@pytest.mark.faults
 def test_check_worker_killed_by_c_level_loop_reports_line_and_seed() -> None:
     """The coder's check: a stuck C-level call ends its worker; the error names line and seed."""
     source = "def run(api):\n    api.noop()\n    return max(range(10 ** 18)) > 0\n"
@@ -349,6 +350,7 @@ def test_check_worker_killed_by_c_level_loop_reports_line_and_seed() -> None:
     assert error["last_call"] == "api.noop()"
 
 
+@pytest.mark.faults
 def test_segfault_in_c_code_names_its_line_and_last_skill_call() -> None:
     """Iterating a million nested zips overflows the C stack: SIGSEGV, no Python exception.
 

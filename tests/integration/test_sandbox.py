@@ -162,6 +162,7 @@ def test_wall_time_limit_off_the_main_thread() -> None:
     assert outcomes[0].error["line"] in (2, 3)
 
 
+@pytest.mark.faults
 def test_crashing_code_action_does_not_crash_options_env(tmp_path: Path) -> None:
     lib = ActionLibrary(tmp_path)
     lib.add_code("crash", "def run(api):\n    api.noop()\n    api.noop()\n    return 1 / 0\n")
@@ -281,6 +282,7 @@ def test_loaded_constants_are_frozen_between_calls() -> None:
     assert "append" in outcome.error["message"] and outcome.error["line"] == 4
 
 
+@pytest.mark.faults
 def test_plan_evaluation_goes_on_after_a_worker_is_killed(tmp_path: Path) -> None:
     """A code action that ends its worker fails that episode; the other seeds still run."""
     from rlgpt.tools.evaluate import evaluate_plan

@@ -309,6 +309,7 @@ def _curve(run_dir: str, step: str) -> Path | None:
     return found[0] if found else None
 
 
+@pytest.mark.faults
 def test_cancel_mid_training_stops_the_worker(
     server: GraphServer, client: SyncLangGraphClient, runs_dir: str
 ) -> None:
@@ -376,6 +377,7 @@ def test_cancel_mid_training_stops_the_worker(
     )
 
 
+@pytest.mark.faults
 def test_node_timeout_stops_training_and_keeps_the_policy(
     client: SyncLangGraphClient, runs_dir: str
 ) -> None:
