@@ -10,7 +10,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-slow lint bench serve dockerfile clean
+.PHONY: setup demo test test-slow test-faults faults-table lint bench serve dockerfile clean
 
 setup: $(VENV)/.installed
 
@@ -41,6 +41,10 @@ test-slow: setup
 # The fault-injection suite alone (`make test` runs it too, its slow cases excepted).
 test-faults: setup
 	$(BIN)/pytest -m "faults and not slow" $(PYTEST_ARGS)
+
+# The faults suite, writing its table of faults and outcomes to docs/faults.md.
+faults-table: setup
+	RLGPT_FAULTS_TABLE=docs/faults.md $(BIN)/pytest -m faults $(PYTEST_ARGS)
 
 # e.g. make bench BENCH_ARGS="learning --budget 50000 --seeds 0,1 --library runs/<id>/library"
 BENCH_ARGS ?= --quick

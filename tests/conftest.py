@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes import ScriptedChatModel, scripted_backend
+from tests.fault_table import FaultTable, describe
 
 PLUGINS_DIR = Path(__file__).resolve().parent / "plugins"
 
@@ -42,3 +43,26 @@ def scripted() -> Iterator[ScriptedChatModel]:
     """A scripted model behind every `scripted:<name>` model string; set `.answers`."""
     with scripted_backend("scripted") as model:
         yield model
+
+
+# ------------------------------------------------------------------ the faults table
+FAULTS = FaultTable()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Note each finished test marked `faults` for the faults table."""
+    outcome = yield
+    report = outcome.get_result()
+    if item.get_closest_marker("faults") is None:
+        return
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        function = getattr(item, "function", None)
+        params = item.callspec.id if hasattr(item, "callspec") else ""
+        fault = describe(getattr(function, "__doc__", None), item.name.split("[")[0], params)
+        FAULTS.add(item.nodeid.split("::")[0], fault, report.outcome, report.duration)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Write the faults table of this session."""
+    FAULTS.write()

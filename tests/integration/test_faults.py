@@ -59,6 +59,8 @@ def _save_outcomes() -> Iterator[None]:
 def test_endpoint_fault_is_a_named_error(
     local_server: Any, mode: str, kind: str, retryable: bool
 ) -> None:
+    """The model endpoint fails (refused, dropped, hung, HTTP error, truncated body, invalid
+    answer): a named LLMError after one retry, retryable unless the answer is invalid."""
     proxy = FaultyEndpoint(os.environ[URL_ENV], mode)
     if mode == "refuse":
         proxy.stop()
