@@ -276,7 +276,10 @@ def run_full_loop(config: LearningConfig, seed: int, out: Path) -> dict[str, Any
     ]
     parts = {k: int(v) for k, v in final.get("env_steps", {}).items()}
     used = sum(parts.values())
-    summary = run_summary("d", seed, episodes, used, wall)
+    # A resumed thread's earlier attempts left no time: say so rather than under-report.
+    summary = run_summary(
+        "d", seed, episodes, used, wall, resumes=int(begun), wall_time_complete=not begun
+    )
     rl_runs = list(final.get("rl_runs", []))
     return {
         **summary,
