@@ -90,6 +90,17 @@ class PostgresCluster:
         )
         return self.url_for(name)
 
+    def restart(self, timeout: float = 60.0) -> None:
+        """Stop the server (fast: open connections are cut) and start it again."""
+        pg_ctl = str(self.bin_dir / "pg_ctl")
+        # The log file keeps the new server off this call's pipes (or the call never ends);
+        # the start options come back from postmaster.opts.
+        log = str(self.root / "server.log")
+        self._as_postgres(
+            [pg_ctl, "-D", str(self.data_dir), "-l", log, "-m", "fast", "-w", "restart"], timeout
+        )
+        _wait_ready(self, timeout)
+
     def _as_postgres(self, args: list[str], timeout: float = 60.0) -> str:
         return _run_as_postgres(args, timeout)
 
