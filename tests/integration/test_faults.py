@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -27,8 +28,10 @@ from rlgpt.llm.local_server import (
     stop_shared_servers,
 )
 from rlgpt.llm.settings import LLMSettings
+from rlgpt.tools.rl_job import RLJob
+from rlgpt.tools.rl_pipeline import train_policy
 from tests.faults import FaultyEndpoint
-from tests.helpers import save_numbers
+from tests.helpers import GOOD_CODE, save_numbers
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -246,4 +249,61 @@ def test_local_server_killed_during_a_call_is_started_again(
         {"fault": "embedded model server SIGKILLed during a call", "error": "unreachable",
          "retryable": True, "seconds": None,
          "message": "that call fails (a run stops, exit 4); the next call starts a new server"}
+    )  # fmt: skip
+
+
+def _forkserver_workers() -> list[int]:
+    """Processes started by this process's forkserver (the env workers)."""
+    me = os.getpid()
+    parents: dict[int, int] = {}
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(
+                line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line
+            )
+            parents[int(status.parent.name)] = int(fields["PPid"])
+        except (OSError, ValueError, KeyError):
+            continue
+    servers = {
+        pid for pid, parent in parents.items() if parent == me and b"forkserver" in _cmdline(pid)
+    }
+    return sorted(pid for pid, parent in parents.items() if parent in servers)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def test_env_worker_killed_during_training_is_replaced(tmp_path: Path) -> None:
+    """SIGKILL of an env worker while PPO trains with a code action: the worker is replaced,
+    its episode ends with a `killed` error, and training spends its whole budget."""
+    library = ActionLibrary(tmp_path / "library")
+    library.add_code("wood", GOOD_CODE, max_steps=60)
+    job = RLJob(
+        task="crafter:collect_wood", library_dir=str(library.root), action_names=["wood"],
+        timesteps=3000, n_envs=2, n_steps=64, episode_length=150, progress_every=200,
+        output_dir=str(tmp_path / "rl"), policy_name="killed_worker",
+    )  # fmt: skip
+    events: list[dict[str, Any]] = []
+    killed: list[int] = []
+
+    def kill_one_worker(event: dict[str, Any]) -> None:
+        events.append(event)
+        workers = _forkserver_workers()
+        if not killed and event["env_steps"] >= 400 and workers:
+            os.kill(workers[0], signal.SIGKILL)
+            killed.append(workers[0])
+
+    result = train_policy(job, on_progress=kill_one_worker)
+    assert killed, "no env worker was found to kill"
+    assert result.env_steps + result.prelude_env_steps >= job.timesteps
+    assert events[-1]["final"] and events[-1]["code_action_errors"] >= 1
+    assert Path(result.policy_path).is_file()
+    OUTCOMES.append(
+        {"fault": "env worker SIGKILLed during training", "error": "killed (worker replaced)",
+         "retryable": False, "seconds": None,
+         "message": f"training spent its budget ({result.env_steps} env steps)"}
     )  # fmt: skip
