@@ -135,7 +135,9 @@ def test_the_graph_runs_a_plan_code_rl_and_the_critic_on_the_grid_world(
     assert library["get_gem"]["version"] == 2
     # One SB3 job on the grid world, its policy a library action.
     (run,) = state["rl_runs"]
-    assert run["subaction"] == "open_door" and run["env_steps"] >= RL_TIMESTEPS
+    # The budget covers the agent's steps and the steps code actions took before them.
+    assert run["subaction"] == "open_door" and not run["stopped_early"]
+    assert run["env_steps"] + run.get("prelude_env_steps", 0) >= RL_TIMESTEPS
     episodes = json.loads(Path(run["curve_path"]).read_text())
     assert episodes, "the training job finished no episode"
     policy = library["open_door_policy"]

@@ -18,7 +18,16 @@ from tests.integration.servers import GRAPH, graph_server
 
 pytestmark = pytest.mark.integration
 
-OUTPUT_FIELDS = {"run_dir", "report_path", "plan", "evaluations", "verdicts", "errors", "usage"}
+OUTPUT_FIELDS = {
+    "run_dir",
+    "report_path",
+    "plan",
+    "evaluations",
+    "verdicts",
+    "errors",
+    "usage",
+    "env_steps",
+}
 
 
 def context_fields() -> dict[str, str]:
@@ -68,6 +77,9 @@ def test_output_schema_lists_what_a_finished_run_returns(schemas: dict[str, Any]
     assert schema is not None
     assert set(schema["properties"]) == OUTPUT_FIELDS
     assert schema["properties"]["report_path"]["type"] == "string"
+    # The run's env-step ledger: steps per part of the loop.
+    assert schema["properties"]["env_steps"]["type"] == "object"
+    assert schema["properties"]["env_steps"]["additionalProperties"]["type"] == "integer"
     evaluation = _resolve(schema, schema["properties"]["evaluations"]["items"])
     assert {"task_success_rate", "subaction_success", "achievements", "score"} <= set(
         evaluation["properties"]
