@@ -13,24 +13,19 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from rlgpt import plugins
 from rlgpt.checkpoint import CheckpointerUnavailable, open_checkpointer
 from rlgpt.envs.base import UnknownTaskError
+from rlgpt.exit_codes import ExitCode
 from rlgpt.graph.context import ConfigError, Context
 from rlgpt.llm import LLMError
-from rlgpt.logging import configure_logging, get_logger
+from rlgpt.logging import configure_logging, get_logger, terminal_console
 from rlgpt.plugins import PluginNotFoundError
 from rlgpt.serve import port_free, serve_command, serve_env
 
-#: `rlgpt run` ended because the model endpoint failed past its retries (state kept).
-EXIT_MODEL_UNAVAILABLE = 4
-#: `rlgpt run` ended because the disk under its runs directory is full (state kept).
-EXIT_DISK_FULL = 5
-
-console = Console(stderr=True)
+console = terminal_console()
 log = get_logger("cli")
 
 
@@ -57,7 +52,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--json-logs", action="store_true", help="Log JSON lines even on a terminal."
     )
-    parser.add_argument("--log-level", default="INFO", help="Log level (default INFO).")
+    parser.add_argument(
+        "--log-level",
+        help="Log level (default: INFO off a terminal; WARNING on one, where a live panel "
+        "shows progress).",
+    )
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument(
+        "-q", "--quiet", action="store_true", help="Errors and the final line only; no panel."
+    )
+    loudness.add_argument(
+        "-v", "--verbose", action="store_true", help="Log every event (INFO) on a terminal too."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="Run the planner/coder/RL/critic loop on a task.")
@@ -121,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `rlgpt` command."""
     args = _parser().parse_args(argv)
-    configure_logging(args.log_level, json=True if args.json_logs else None)
+    configure_logging(_log_level(args), json=True if args.json_logs else None)
     try:
         if args.command == "run":
             return cmd_run(args)
@@ -153,9 +159,21 @@ def main(argv: list[str] | None = None) -> int:
         FileNotFoundError,
         CheckpointerUnavailable,
     ) as exc:
-        console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
-        return 2
-    return 1
+        console.print(f"[bold red]error:[/] {exc}", soft_wrap=True, markup=True)
+        return ExitCode.BAD_CONFIG
+    return ExitCode.ERROR
+
+
+def _log_level(args: argparse.Namespace) -> str:
+    """--log-level if given; else ERROR with --quiet, INFO with --verbose or off a terminal
+    (JSON lines for machines), WARNING on a terminal (the live panel shows progress)."""
+    if args.log_level:
+        return str(args.log_level)
+    if args.quiet:
+        return "ERROR"
+    if args.verbose or args.json_logs or not sys.stderr.isatty():
+        return "INFO"
+    return "WARNING"
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -201,58 +219,14 @@ def resolve_run(args: argparse.Namespace) -> tuple[str, str | None, Context]:
     return _new_run_id(task), task, ctx
 
 
-class RunProgress:
-    """Rich progress: the current node, and one bar per RL training job fed by custom events."""
-
-    def __init__(self) -> None:
-        self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-        )
-        self.node = self.progress.add_task("starting", total=None)
-        self.jobs: dict[str, Any] = {}
-
-    def __enter__(self) -> RunProgress:
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(None, None, None)
-
-    def handle(self, mode: str, chunk: Any) -> None:
-        """Update from one streamed (mode, chunk) pair."""
-        if mode == "updates":
-            for node, update in chunk.items():
-                self.progress.update(self.node, description=f"finished [bold]{node}[/]")
-                if node == "critic" and update and update.get("verdicts"):
-                    verdict = update["verdicts"][-1]
-                    ev = (update.get("evaluations") or [{}])[-1]
-                    console.print(
-                        f"critic: task success {ev.get('task_success_rate', 0):.0%} -> "
-                        f"{verdict['route']} ({verdict['source']})"
-                    )
-        elif mode == "custom" and isinstance(chunk, dict) and chunk.get("event") == "rl_progress":
-            key = str(chunk.get("policy", "policy"))
-            if key not in self.jobs:
-                self.jobs[key] = self.progress.add_task(f"RL {key}", total=chunk.get("budget"))
-            desc = (
-                f"RL {key}: {chunk.get('env_steps', 0):,}/{chunk.get('budget', 0):,} env steps, "
-                f"success {chunk.get('success_rate', 0):.0%}"
-            )
-            self.progress.update(
-                self.jobs[key], completed=chunk.get("env_steps", 0), description=desc
-            )
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     """Run (or resume) the graph with a SQLite (default) or Postgres checkpointer, streaming."""
     from rlgpt.files import disk_full
+    from rlgpt.graph import preflight
 
     thread_id, task, ctx = resolve_run(args)
+    # Before the run folder exists: a run that cannot work leaves nothing behind.
+    preflight.check(ctx)
     try:
         return _run_graph(args, thread_id, task, ctx)
     except Exception as exc:
@@ -266,7 +240,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"rlgpt run --resume {thread_id}",
             soft_wrap=True,
         )
-        return EXIT_DISK_FULL
+        return ExitCode.DISK_FULL
 
 
 def _run_graph(args: argparse.Namespace, thread_id: str, task: str | None, ctx: Context) -> int:
@@ -277,6 +251,7 @@ def _run_graph(args: argparse.Namespace, thread_id: str, task: str | None, ctx: 
     from rlgpt.files import atomic_write_text
     from rlgpt.graph.builder import builder
     from rlgpt.graph.state import InputState
+    from rlgpt.run_display import STREAM_MODES, RunDisplay
 
     runs_dir = Path(ctx.runs_dir)
     run_dir = runs_dir / thread_id
@@ -288,17 +263,18 @@ def _run_graph(args: argparse.Namespace, thread_id: str, task: str | None, ctx: 
         graph = builder.compile(checkpointer=saver)
         if task is None and not graph.get_state(config).next:
             console.print(f"run {thread_id} has already finished; nothing to resume")
-            return 0
+            return ExitCode.FINISHED
         console.print(f"run [bold]{thread_id}[/] ({'resumed' if task is None else task})")
         inputs: InputState | Command[Any] | None = None if task is None else InputState(task=task)
         answers = [json.loads(args.answer)] if args.answer else []
+        live = console.is_terminal and not args.quiet
         try:
             while True:
-                with RunProgress() as progress:
+                with RunDisplay(console, live=live) as display:
                     for mode, chunk in graph.stream(
-                        inputs, config, context=ctx, stream_mode=["updates", "custom"]
+                        inputs, config, context=ctx, stream_mode=STREAM_MODES
                     ):
-                        progress.handle(mode, chunk)
+                        display.handle(mode, chunk)
                 pending = graph.get_state(config).interrupts
                 if not pending:
                     break
@@ -309,11 +285,11 @@ def _run_graph(args: argparse.Namespace, thread_id: str, task: str | None, ctx: 
                         f"resume with: rlgpt run --resume {thread_id} --answer '<json>'",
                         soft_wrap=True,
                     )
-                    return 3
+                    return ExitCode.REVIEW
                 inputs = Command(resume=answer)
         except KeyboardInterrupt:
             console.print(f"interrupted; resume with: rlgpt run --resume {thread_id}")
-            return 130
+            return ExitCode.INTERRUPTED
         except LLMError as exc:
             if not exc.retryable:
                 raise
@@ -326,7 +302,7 @@ def _run_graph(args: argparse.Namespace, thread_id: str, task: str | None, ctx: 
                 f"--resume {thread_id}",
                 soft_wrap=True,
             )
-            return EXIT_MODEL_UNAVAILABLE
+            return ExitCode.MODEL_UNAVAILABLE
         values = graph.get_state(config).values
     evaluations = values.get("evaluations", [])
     report = values.get("report_path")
@@ -335,9 +311,17 @@ def _run_graph(args: argparse.Namespace, thread_id: str, task: str | None, ctx: 
         errors = values.get("errors", [])
         why = errors[0]["message"] if errors else "no evaluation ran"
         console.print(f"[bold red]no evaluation:[/] {why}; report: {report}", soft_wrap=True)
-        return 1
-    console.print(f"task success {evaluations[-1]['task_success_rate']:.0%}; report: {report}")
-    return 0
+        return ExitCode.ERROR
+    rate = evaluations[-1]["task_success_rate"]
+    if rate < ctx.success_threshold:
+        console.print(
+            f"task success {rate:.0%}, below the critic's bar of {ctx.success_threshold:.0%} "
+            f"(exit code {int(ExitCode.BELOW_BAR)}); report: {report}",
+            soft_wrap=True,
+        )
+        return ExitCode.BELOW_BAR
+    console.print(f"task success {rate:.0%}; report: {report}", soft_wrap=True)
+    return ExitCode.FINISHED
 
 
 def ask_reviewer(payload: dict[str, Any]) -> Any:

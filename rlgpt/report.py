@@ -6,40 +6,114 @@ import json
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display on servers and CI
-import matplotlib.pyplot as plt
-
+from rlgpt.envs.crafter.published import HUMAN_DIAMOND_RATE
 from rlgpt.files import atomic_write_text
 from rlgpt.logging import get_logger
+from rlgpt.report_plots import (
+    Anchor,
+    Curve,
+    achievement_figure,
+    save_figure,
+    success_figure,
+    training_figure,
+)
+from rlgpt.run_paths import HERE, in_folder, relative_to_run, saved_state
 
 log = get_logger("report")
 
+#: The report's figures: key, file and the caption report.md gives it.
+PLOTS = (
+    ("training", "training_curves.png", "Training curves"),
+    ("success", "success_rates.png", "Success rates"),
+    ("achievements", "achievements.png", "Success per achievement"),
+)
 
-def write_report(state: dict[str, Any], context: dict[str, Any]) -> Path:
-    """Write every report artefact into the run directory; returns the path of report.md."""
-    run_dir = Path(state["run_dir"])
-    plots = {
-        "training": plot_training_curves(state.get("rl_runs", []), run_dir / "training_curves.png"),
-        "success": plot_success(state.get("evaluations", []), run_dir / "success_rates.png"),
-    }
+
+def write_report(
+    state: dict[str, Any], context: dict[str, Any], run_dir: Path | None = None
+) -> Path:
+    """Write every report artefact into the run folder; returns the path of report.md.
+
+    The folder's files name paths inside it relative to it, so a copied or moved run
+    folder renders the same report.
+
+    Args:
+        state: The run's state: live (its paths absolute) or read back from metrics.json.
+        context: The run's settings, as a dict.
+        run_dir: The run folder, when it is not where the state was written (a moved run).
+    """
+    recorded = str(state.get("run_dir") or HERE)
+    folder = Path(run_dir) if run_dir is not None else Path(recorded)
+    saved = saved_state(state)
+    settings: dict[str, Any] = relative_to_run(context, recorded)
+    plots = write_plots(saved, settings, folder)
     metrics = {
-        "context": context,
-        "state": state,
-        "plots": {k: str(v) for k, v in plots.items() if v},
+        "context": settings,
+        "state": saved,
+        "plots": {k: v.name for k, v in plots.items()},
     }
-    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2, default=str))
-    path = run_dir / "report.md"
-    atomic_write_text(path, render_markdown(state, context, plots))
+    atomic_write_text(folder / "metrics.json", json.dumps(metrics, indent=2, default=str))
+    path = folder / "report.md"
+    atomic_write_text(path, render_markdown(saved, settings, plots, folder))
     log.info("report_written", path=str(path))
     return path
 
 
+def write_plots(state: dict[str, Any], context: dict[str, Any], folder: Path) -> dict[str, Path]:
+    """Draw the figures the run has data for into `folder`; their paths by key."""
+    figures = {}
+    runs = state.get("rl_runs", [])
+    if runs:
+        figures["training"] = training_figure(training_curves(runs, folder))
+    evaluations = state.get("evaluations", [])
+    if evaluations:
+        figures["success"] = success_figure(evaluations)
+        last = evaluations[-1]
+        if last.get("achievements"):
+            figures["achievements"] = achievement_figure(
+                last["achievements"], int(last["episodes"]), achievement_anchors(context["env"])
+            )
+    files = {key: name for key, name, _ in PLOTS}
+    return {key: save_figure(fig, folder / files[key]) for key, fig in figures.items()}
+
+
+def training_curves(runs: list[dict[str, Any]], folder: Path) -> list[Curve]:
+    """The finished episodes of each RL job, read from its curve file (none if unreadable)."""
+    curves = []
+    seen: dict[str, int] = {}
+    for run in runs:
+        name = str(run["subaction"])
+        seen[name] = seen.get(name, 0) + 1
+        label = name if seen[name] == 1 else f"{name} (job {seen[name]})"
+        steps: list[int] = []
+        success: list[float] = []
+        try:
+            episodes = json.loads(in_folder(folder, run["curve_path"]).read_text())
+            steps = [int(e["env_steps"]) for e in episodes]
+            success = [float(e["success"]) for e in episodes]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # A missing or malformed curve costs its line, not the report.
+            log.warning("curve_unreadable", subaction=name, error=repr(exc))
+            steps, success = [], []
+        curves.append(Curve(label, steps, success, int(run.get("env_steps", 0))))
+    return curves
+
+
+def achievement_anchors(env: str) -> list[Anchor]:
+    """Published per-achievement success rates to set beside a run's, for its env.
+
+    Of the published Crafter results the project keeps, only the human experts' diamond
+    rate is per achievement; the others are Crafter scores.
+    """
+    if env != "crafter":
+        return []
+    return [Anchor("human experts (published)", {"collect_diamond": HUMAN_DIAMOND_RATE})]
+
+
 def render_markdown(
-    state: dict[str, Any], context: dict[str, Any], plots: dict[str, Path | None]
+    state: dict[str, Any], context: dict[str, Any], plots: dict[str, Path], folder: Path
 ) -> str:
-    """The report as markdown."""
+    """The report as markdown; files the state names (code sources) are read under `folder`."""
     out: list[str] = [f"# rlgpt run {state.get('run_id', '')}: `{state['task']}`", ""]
     description = (state.get("task_spec") or {}).get("description")
     if description:
@@ -58,13 +132,13 @@ def render_markdown(
     evaluations = state.get("evaluations", [])
     out += _result_section(state, context["env"])
     out += _plan_section(state)
-    out += _code_section(state)
+    out += _code_section(state, folder)
     out += _rl_section(state)
     out += _evaluation_section(evaluations)
     out += _achievement_section(evaluations)
-    for key, title in (("training", "Training curves"), ("success", "Success rates")):
-        if plots.get(key):
-            out += [f"![{title}]({Path(str(plots[key])).name})", ""]
+    for key, _, title in PLOTS:
+        if key in plots:
+            out += [f"![{title}]({plots[key].name})", ""]
     if evaluations and evaluations[-1].get("gif_path"):
         out += [
             "## An evaluation episode",
@@ -159,7 +233,7 @@ def _plan_section(state: dict[str, Any]) -> list[str]:
     return [*out, ""]
 
 
-def _code_section(state: dict[str, Any]) -> list[str]:
+def _code_section(state: dict[str, Any], folder: Path) -> list[str]:
     code = [r for r in state.get("library", {}).values() if r["kind"] == "code"]
     if not code:
         return []
@@ -177,7 +251,7 @@ def _code_section(state: dict[str, Any]) -> list[str]:
         )
         out += _check_errors(check.get("errors") or [])
         try:
-            source = Path(record["path"]).read_text()
+            source = in_folder(folder, record["path"]).read_text()
         except OSError:
             source = "(source file missing)"
         out += ["", "```python", source.rstrip(), "```", ""]
@@ -242,67 +316,11 @@ def _evaluation_section(evaluations: list[dict[str, Any]]) -> list[str]:
     return [*out, ""]
 
 
-def plot_training_curves(runs: list[dict[str, Any]], path: Path) -> Path | None:
-    """Rolling success rate over env steps, one line per RL run."""
-    curves = []
-    for run in runs:
-        try:
-            episodes = json.loads(Path(run["curve_path"]).read_text())
-        except (OSError, ValueError, KeyError):
-            continue
-        if episodes:
-            curves.append((run["subaction"], episodes))
-    if not curves:
-        return None
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for name, episodes in curves:
-        xs = [e["env_steps"] for e in episodes]
-        succ = [float(e["success"]) for e in episodes]
-        window = max(1, len(succ) // 10)
-        ys = [
-            sum(succ[max(0, i - window + 1) : i + 1]) / len(succ[max(0, i - window + 1) : i + 1])
-            for i in range(len(succ))
-        ]
-        ax.plot(xs, ys, label=name)
-    ax.set_xlabel("env steps")
-    ax.set_ylabel("success rate (rolling)")
-    ax.set_ylim(-0.02, 1.02)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def plot_success(evaluations: list[dict[str, Any]], path: Path) -> Path | None:
-    """Per-sub-action success of each evaluation, and the task success, as grouped bars."""
-    if not evaluations:
-        return None
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    labels = [*evaluations[-1]["subaction_success"], "TASK"]
-    width = 0.8 / len(evaluations)
-    for i, ev in enumerate(evaluations):
-        values = [ev["subaction_success"].get(label, 0.0) for label in labels[:-1]]
-        values.append(ev["task_success_rate"])
-        ax.bar(
-            [x + i * width for x in range(len(labels))],
-            values,
-            width,
-            label=f"iter {ev['iteration']}",
-        )
-    ax.set_xticks(
-        [x + 0.4 - width / 2 for x in range(len(labels))], labels, rotation=30, fontsize=8
-    )
-    ax.set_ylabel("success rate")
-    ax.set_ylim(0, 1.05)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
 def regenerate(run_dir: Path) -> Path:
-    """Rewrite report.md and plots from a run's metrics.json."""
+    """Rewrite report.md, metrics.json and the plots from a run folder's metrics.json.
+
+    The folder may have been copied or moved since the run: its files are read where they
+    are now (an older metrics.json names them by absolute paths into where the run was).
+    """
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    return write_report(metrics["state"], metrics["context"])
+    return write_report(metrics["state"], metrics["context"], run_dir)

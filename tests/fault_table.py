@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.helpers import TEST_RESULTS
 
 TABLE_ENV = "RLGPT_FAULTS_TABLE"
+
+
+def _git(*args: str) -> str:
+    """The output of a git command in the working directory ('' when git fails)."""
+    done = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+    return done.stdout.strip() if done.returncode == 0 else ""
 
 
 @dataclass
@@ -30,14 +37,17 @@ class FaultTable:
 
     def markdown(self) -> str:
         """The table, with the commit it ran on."""
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-        ).stdout.strip()
+        commit = _git("rev-parse", "--short", "HEAD") or "?"
+        dirty = " (uncommitted changes in the tree)" if _git("status", "--porcelain") else ""
+        kills = os.environ.get("RLGPT_KILLS", "").strip()
+        command = " ".join(["pytest", *sys.argv[1:]]) + (
+            f" with RLGPT_KILLS={kills}" if kills else ""
+        )
         passed = sum(outcome == "passed" for _, _, outcome, _ in self.rows)
         lines = [
             "# Faults tried",
             "",
-            f"Produced by the test suite (`pytest -m faults`) at commit `{commit or '?'}`: "
+            f"Produced by the test suite (`{command}`) at commit `{commit}`{dirty}: "
             f"{passed} of {len(self.rows)} fault tests passed. Each test asserts the outcome "
             "its line states; the test id says where it lives.",
             "",

@@ -19,6 +19,7 @@ from langgraph.types import StateSnapshot
 
 from rlgpt.actions.sandbox import SandboxLimits
 from rlgpt.envs.base import SkillParam, SkillSpec
+from rlgpt.exit_codes import ExitCode
 from rlgpt.graph.builder import builder
 from rlgpt.graph.context import Context
 
@@ -215,6 +216,14 @@ def assert_contains(text: str, *parts: str) -> None:
 # --------------------------------------------------------------------------- measured numbers
 #: Where tests that measure something keep their numbers (ignored by git, kept after the run).
 TEST_RESULTS = Path(__file__).resolve().parent.parent / "runs" / "test_results"
+
+
+def finished_exit_code(run_dir: Path) -> int:
+    """The exit code `rlgpt run` owes a finished run: 0 at or above the critic's bar, else 6."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    rate = metrics["state"]["evaluations"][-1]["task_success_rate"]
+    bar = metrics["context"]["success_threshold"]
+    return int(ExitCode.FINISHED if rate >= bar else ExitCode.BELOW_BAR)
 
 
 def save_numbers(name: str, numbers: dict[str, Any]) -> Path:

@@ -11,6 +11,7 @@ from rlgpt.bench import writers
 from rlgpt.bench.learning_config import OBSERVATIONS
 from rlgpt.bench.score import ACHIEVEMENTS
 from rlgpt.bench.writers import decimals, pyplot, save_figure
+from rlgpt.envs.crafter.published import HUMAN_DIAMOND_RATE
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,6 @@ ANCHORS: tuple[Anchor, ...] = (
     Anchor("PPO (SB3)", 4.6, "1M"),
     Anchor("Random", 1.6, "1M", "", "none"),
 )
-HUMAN_DIAMOND_RATE = 0.12
 
 #: How each of our runs' observations reads in a table, and under which protocol it falls.
 PIXELS, SYMBOLIC = "pixels", "symbolic"

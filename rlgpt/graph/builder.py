@@ -12,27 +12,29 @@ from typing import Any, Literal
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime, get_runtime
-from langgraph.types import Command
 
 from rlgpt.cancel import STOP_EVENT
-from rlgpt.envs.base import load_adapter, unavailable_reason
+from rlgpt.envs.base import load_adapter
+from rlgpt.graph import preflight
 from rlgpt.graph.context import Context, context_of
 from rlgpt.graph.node_plugins import Role, node_plugin
 from rlgpt.graph.review import review_plan
-from rlgpt.graph.state import ErrorRecord, InputState, OutputState, State
+from rlgpt.graph.state import InputState, OutputState, State
 from rlgpt.logging import get_logger
 from rlgpt.report import write_report
 
 log = get_logger("graph")
 
 
-def start(state: State, runtime: Runtime[Context]) -> Command[Literal["planner", "report"]]:
-    """Resolve the task once (an unknown one is a clear error listing the valid ones), give
-    the run its id and directory (kept on loops and resumes), and go straight to the report
-    when the env cannot run here (the reason is recorded as an error)."""
+def start(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Check what the chosen plugins need (a clear error before anything is written), resolve
+    the task once (an unknown one is a clear error listing the valid ones) and give the run
+    its id and directory (kept on loops and resumes)."""
     ctx = context_of(runtime)
-    adapter = load_adapter(ctx.env)
-    update: dict[str, Any] = {"task_spec": adapter.task(state["task"]).model_dump(mode="json")}
+    preflight.check(ctx)
+    update: dict[str, Any] = {
+        "task_spec": load_adapter(ctx.env).task(state["task"]).model_dump(mode="json")
+    }
     if not state.get("run_dir"):
         info = runtime.execution_info
         run_id = (info.thread_id if info and info.thread_id else None) or uuid.uuid4().hex[:12]
@@ -40,13 +42,7 @@ def start(state: State, runtime: Runtime[Context]) -> Command[Literal["planner",
         (run_dir / "library").mkdir(parents=True, exist_ok=True)
         log.info("run_started", run_id=run_id, task=state["task"], run_dir=str(run_dir))
         update.update(run_id=run_id, run_dir=str(run_dir), inner_loops=0, outer_loops=0)
-    reason = unavailable_reason(adapter)
-    if reason is None:
-        return Command(goto="planner", update=update)
-    # Planning and coding for an env that cannot be built would only spend model calls.
-    log.warning("env_unavailable", env=ctx.env, reason=reason)
-    update["errors"] = [ErrorRecord(node="start", kind="env_unavailable", message=reason)]
-    return Command(goto="report", update=update)
+    return update
 
 
 #: Seconds a stopped node step may take to wind down (save its policy, close env workers).
@@ -124,12 +120,13 @@ def after_critic(state: State) -> Literal["coder", "planner", "report"]:
 builder = StateGraph(
     State, context_schema=Context, input_schema=InputState, output_schema=OutputState
 )
-builder.add_node("start", start, destinations=("planner", "report"))
+builder.add_node("start", start)
 for _role in ("planner", "coder", "rl_trainer", "critic"):
     builder.add_node(_role, _dispatch(_role))
 builder.add_node("review_plan", review_plan, destinations=("coder", "planner"))
 builder.add_node("report", report)
 builder.add_edge(START, "start")
+builder.add_edge("start", "planner")
 builder.add_edge("planner", "review_plan")
 builder.add_edge("coder", "rl_trainer")
 builder.add_edge("rl_trainer", "critic")

@@ -25,6 +25,7 @@ from rlgpt.llm.settings import LLMSettings
 from rlgpt.llm.usage import Usage, empty_usage
 from rlgpt.logging import get_logger
 from rlgpt.plugins import PluginNotFoundError
+from rlgpt.stream_events import emit
 
 log = get_logger("rlgpt.llm")
 
@@ -120,8 +121,20 @@ def _ask(
 
     conversation = list(messages)
     last: LLMError | None = None
+    prompt_chars = sum(len(str(m.content)) for m in messages)
     for attempt in range(settings.max_retries + 1):
         call_start = time.monotonic()
+        # For a live display: which role is waiting, on how long a prompt (about four
+        # characters a token; the exact count arrives with the answer).
+        emit(
+            {
+                "event": "llm_call_started",
+                "role": role,
+                "model": settings.model,
+                "attempt": attempt,
+                "prompt_tokens_estimate": prompt_chars // 4,
+            }
+        )
         try:
             # The chat model's client retries transient errors itself (with backoff and
             # Retry-After); what reaches here is final, and one invoke is one call for us.
@@ -143,6 +156,16 @@ def _ask(
         meta = getattr(reply, "usage_metadata", None) or {}
         usage["input_tokens"] += int(meta.get("input_tokens", 0) or 0)
         usage["output_tokens"] += int(meta.get("output_tokens", 0) or 0)
+        emit(
+            {
+                "event": "llm_call_finished",
+                "role": role,
+                "model": settings.model,
+                "input_tokens": int(meta.get("input_tokens", 0) or 0),
+                "output_tokens": int(meta.get("output_tokens", 0) or 0),
+                "seconds": round(time.monotonic() - call_start, 3),
+            }
+        )
         if not isinstance(reply, AIMessage):
             reply = AIMessage(content=str(getattr(reply, "content", reply)))
         raw = message_text(reply)

@@ -4,6 +4,7 @@ on 127.0.0.1 by rlgpt's own endpoint (`rlgpt.llm.engine_server`)."""
 from __future__ import annotations
 
 import copy
+import importlib.util
 import threading
 from typing import Any
 
@@ -11,7 +12,9 @@ from langchain_core.language_models import BaseChatModel
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
+from rlgpt.llm.errors import LLMError
 from rlgpt.llm.local_server import shared_base_url
+from rlgpt.llm.model_files import check_installed
 from rlgpt.llm.settings import LLMSettings
 
 #: Bounds on JSON answers of the local model: a tiny model otherwise tends to run on in
@@ -98,6 +101,17 @@ class LocalBackend:
                 )
                 self._models[key] = chat
         return chat
+
+    def preflight(self, model_name: str, settings: LLMSettings) -> str | None:
+        """What the embedded model lacks here (its files, its engine), or None; nothing is
+        joined or loaded."""
+        try:
+            check_installed(model_name)
+        except LLMError as exc:
+            return exc.message
+        if importlib.util.find_spec("cyllama") is None:
+            return "the embedded engine needs the `cyllama` package: pip install 'rlgpt[local-llm]'"
+        return None
 
     def structured_kwargs(
         self, model_name: str, name: str, schema: dict[str, Any], settings: LLMSettings

@@ -158,13 +158,8 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def model_path(name: str, directory: Path | None = None) -> Path:
-    """The GGUF file of a known model (assembled and checked if needed), or of `name`
-    itself when it is a path ending in `.gguf`.
-
-    Raises:
-        LLMError: unknown name, missing distribution, corrupt part or unwritable cache.
-    """
+def _spec_or_file(name: str) -> ModelSpec | Path:
+    """The spec of a known model, or the file `name` names when it ends in `.gguf`."""
     if name.endswith(".gguf"):
         path = Path(name).expanduser()
         if not path.is_file():
@@ -178,10 +173,33 @@ def model_path(name: str, directory: Path | None = None) -> Path:
             "(or give the path of a .gguf file)",
             retryable=False,
         )
+    return spec
+
+
+def model_path(name: str, directory: Path | None = None) -> Path:
+    """The GGUF file of a known model (assembled and checked if needed), or of `name`
+    itself when it is a path ending in `.gguf`.
+
+    Raises:
+        LLMError: unknown name, missing distribution, corrupt part or unwritable cache.
+    """
+    spec = _spec_or_file(name)
+    if isinstance(spec, Path):
+        return spec
     if len(spec.parts) == 1 and not spec.sha256:
         return locate_part(spec, spec.parts[0])
     parts = [locate_part(spec, part) for part in spec.parts]
     return ensure_assembled(spec, parts, directory or model_dir())
+
+
+def check_installed(name: str) -> None:
+    """Raise LLMError when the files of model `name` are not installed; cheap (nothing is
+    joined or hashed), for a check before a run.
+    """
+    spec = _spec_or_file(name)
+    if isinstance(spec, ModelSpec):
+        for part in spec.parts:
+            locate_part(spec, part)
 
 
 def joined_file(name: str, directory: Path | None = None) -> Path | None:

@@ -7,12 +7,16 @@ import os
 import threading
 from typing import Any
 
+import openai
 from langchain_core.language_models import BaseChatModel
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
 from rlgpt.llm.errors import LLMError
 from rlgpt.llm.settings import LLMSettings
+
+#: Seconds a preflight models-list request may take.
+PREFLIGHT_TIMEOUT = 5.0
 
 
 def make_chat_openai(
@@ -100,6 +104,50 @@ class OpenAIBackend:
         with self._lock:
             self._models[key] = chat
         return chat
+
+    def preflight(self, model_name: str, settings: LLMSettings) -> str | None:
+        """What keeps `model_name` from answering (missing key, endpoint down), or None.
+
+        One models-list request with a short timeout: it costs no tokens. A server without
+        that route (404) still answered, so it passes.
+        """
+        if self._is_url(model_name):
+            base_url, sep, model = model_name.partition("#")
+            if not sep or not model:
+                return f"the model URL must end with `#<model name>` (e.g. {base_url}#my-model)"
+            api_key, key_name = os.environ.get("RLGPT_API_KEY", "") or "none", "RLGPT_API_KEY"
+            where: str | None = base_url.rstrip("/")
+        else:
+            api_key, key_name = os.environ.get("OPENAI_API_KEY", ""), "OPENAI_API_KEY"
+            if not api_key:
+                return "OPENAI_API_KEY is not set: export it"
+            where = os.environ.get("OPENAI_BASE_URL") or None
+        client = openai.OpenAI(
+            api_key=api_key,
+            base_url=where,
+            timeout=min(PREFLIGHT_TIMEOUT, settings.timeout),
+            max_retries=0,
+        )
+        shown = where or "the OpenAI API"
+        try:
+            client.models.list()
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+            return f"{shown} rejected the key in {key_name} (HTTP {exc.status_code}): check it"
+        except openai.NotFoundError:
+            return None
+        except openai.APIStatusError as exc:
+            return f"{shown} answered HTTP {exc.status_code} to a models-list request: retry later"
+        except openai.APITimeoutError:
+            return (
+                f"{shown} did not answer a models-list request within "
+                f"{min(PREFLIGHT_TIMEOUT, settings.timeout):g} s: check that it is up"
+            )
+        except openai.APIConnectionError as exc:  # refused or unresolvable
+            cause = exc.__cause__ or exc
+            return f"cannot connect to {shown} ({cause}): start it or fix the URL"
+        finally:
+            client.close()
+        return None
 
     def structured_kwargs(
         self, model_name: str, name: str, schema: dict[str, Any], settings: LLMSettings

@@ -26,12 +26,15 @@ from rlgpt.nodes.common import (
     plan_of,
     task_of,
 )
+from rlgpt.run_paths import in_folder, portable
 from rlgpt.tools.rl_pipeline import run_rl_job
 
 log = get_logger("rl_trainer")
 
 #: The record of a finished (or stopped) training job, written beside its policy.
 RECORD_FILE = "record.json"
+#: The record's paths: relative to the run folder in the file, absolute in the state.
+RECORD_PATHS = ("policy_path", "curve_path", "tensorboard_dir")
 
 
 def job_dir(state: State, step_id: str) -> Path:
@@ -44,8 +47,9 @@ def job_dir(state: State, step_id: str) -> Path:
     return root / f"{step_id}_{k}"
 
 
-def orphaned_record(out: Path) -> RLRunRecord | None:
-    """The record a cancelled attempt left in `out` (its update never reached the state)."""
+def orphaned_record(out: Path, run_dir: Path) -> RLRunRecord | None:
+    """The record a cancelled attempt left in `out` (its update never reached the state),
+    its paths under the run folder `run_dir`."""
     path = out / RECORD_FILE
     if not path.exists():
         return None
@@ -56,6 +60,9 @@ def orphaned_record(out: Path) -> RLRunRecord | None:
         return None
     # The attempt's update was lost with the step: it ended early whatever it reported.
     record["stopped_early"] = True
+    for key in RECORD_PATHS:
+        if record.get(key):
+            record[key] = str(in_folder(run_dir.resolve(), record[key]))  # type: ignore[literal-required]
     return record
 
 
@@ -113,7 +120,7 @@ class SB3Trainer:
                     break
             setup = RLSetup.model_validate(setups[step.id])
             out = job_dir(state, step.id)
-            orphan = orphaned_record(out)
+            orphan = orphaned_record(out, Path(state["run_dir"]))
             if orphan is not None:
                 # A cancelled attempt trained here: record what it left, then continue it.
                 log.info("rl_adopted", subaction=step.id, policy=orphan["policy_path"])
@@ -163,7 +170,7 @@ class SB3Trainer:
             record = result.to_record(step.id)
             # Kept beside the policy: if this step is cancelled, its update never reaches the
             # state, and the step's next run records it from here.
-            atomic_write_text(out / RECORD_FILE, json.dumps(record))
+            atomic_write_text(out / RECORD_FILE, json.dumps(portable(record, state["run_dir"])))
             if orphan is not None:
                 # The continued job counts only the steps after the cancelled attempt's.
                 record["env_steps"] -= orphan["env_steps"]

@@ -19,6 +19,7 @@ from rlgpt.cancel import stop_check
 from rlgpt.envs.base import EnvSettings, load_adapter
 from rlgpt.files import atomic_target, atomic_write_text
 from rlgpt.logging import get_logger
+from rlgpt.stream_events import stream_writer
 from rlgpt.tools.rl_callbacks import (
     PeriodicCheckpoint,
     ProgressFn,
@@ -284,20 +285,10 @@ def train_policy(
     )
 
 
-def _stream_writer() -> ProgressFn | None:
-    """LangGraph's custom-stream writer inside a graph run; None outside one."""
-    try:
-        from langgraph.config import get_stream_writer
-
-        return get_stream_writer()
-    except (RuntimeError, ImportError, KeyError):
-        return None
-
-
 def run_rl_job(job: RLJob) -> RLResult:
     """Train one job inside a graph step: progress goes to LangGraph's custom stream and the
     step's stop signal (cancel, node timeout) ends training early, keeping the policy."""
-    return train_policy(job, on_progress=_stream_writer(), should_stop=stop_check())
+    return train_policy(job, on_progress=stream_writer(), should_stop=stop_check())
 
 
 def _run_rl_pipeline(**kwargs: Any) -> dict[str, Any]:

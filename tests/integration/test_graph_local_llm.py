@@ -15,7 +15,7 @@ import pytest
 
 from rlgpt.graph.context import Context
 from rlgpt.llm.local_server import URL_ENV
-from tests.helpers import run_graph
+from tests.helpers import finished_exit_code, run_graph
 
 pytestmark = pytest.mark.integration
 
@@ -133,7 +133,7 @@ def test_killed_cli_run_resumes_graph_and_training(local_server: Any, tmp_path: 
     resumed = subprocess.run(
         [*cmd, "--resume", run_dir.name], env=env, capture_output=True, text=True, timeout=900
     )
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert resumed.returncode == finished_exit_code(run_dir), resumed.stdout + resumed.stderr
     events = [json.loads(line) for line in resumed.stderr.splitlines() if line.startswith("{")]
     names = [e.get("event") for e in events]
     assert "run_started" not in names and "planned" not in names

@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
+from rlgpt.exit_codes import ExitCode
 from rlgpt.llm.local_server import URL_ENV
-from tests.helpers import save_numbers
+from tests.helpers import finished_exit_code, save_numbers
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow]
 
@@ -97,8 +98,12 @@ def test_runs_killed_at_random_moments_resume_whole(local_server: Any, tmp_path:
             proc.wait(timeout=30)
             ended_first = False
         checkpoints = sorted(str(p.relative_to(run_dir)) for p in run_dir.glob("rl/*/resume.json"))
-        code = 0 if ended_first else _finish(runs, run_dir.name, env)
-        assert code in (0, 1), f"kill {kill} at {moment:.1f}s: the resumed run ended with {code}"
+        code = proc.returncode
+        if not ended_first or code == ExitCode.REVIEW:
+            code = _finish(runs, run_dir.name, env)
+        assert code == finished_exit_code(run_dir), (
+            f"kill {kill} at {moment:.1f}s: the resumed run ended with {code}"
+        )
         metrics = _check_whole(run_dir)
         outcomes.append(
             {"kill": kill, "seconds": round(moment, 1), "ended_before_kill": ended_first,

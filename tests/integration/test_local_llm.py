@@ -156,8 +156,11 @@ def test_forked_copy_never_stops_the_server(local_server: LocalServer) -> None:
     assert local_server.running and server_answers(url)
 
 
+# A host as a terminal starts it: SIGINT raises KeyboardInterrupt even when the suite itself
+# was started in the background, where the shell leaves SIGINT ignored for its children.
 _CHILD = """
-import os, sys, time
+import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from rlgpt.llm.local_server import shared_base_url
 from rlgpt.llm.local_server import _shared
 url = shared_base_url("smollm2")

@@ -1,9 +1,8 @@
-"""A MineDojo run on a machine without its simulator: a clear, recorded error, not a crash."""
+"""A MineDojo run on a machine without its simulator: a clear error before the run, not a crash."""
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +14,10 @@ from langgraph.runtime import Runtime
 
 from rlgpt.checkpoint import open_checkpointer
 from rlgpt.envs.base import EnvSettings, load_adapter, unavailable_reason
+from rlgpt.exit_codes import ExitCode
 from rlgpt.graph.builder import builder
 from rlgpt.graph.context import Context
+from rlgpt.graph.preflight import PreflightError
 from rlgpt.nodes.critic import RulesCritic
 from rlgpt.nodes.rl_trainer import SB3Trainer
 from tests.helpers import rl_plan
@@ -42,42 +43,35 @@ def test_the_adapter_names_what_is_missing() -> None:
         adapter.make_env(adapter.task(TASK), EnvSettings())
 
 
-def test_rlgpt_run_records_the_missing_simulator_and_writes_its_report(tmp_path: Path) -> None:
+def test_rlgpt_run_stops_before_the_run_with_what_is_missing(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     command = [sys.executable, "-m", "rlgpt.cli", "--json-logs", "run", "--env", "minedojo"]
     command += ["--task", TASK, "--runs-dir", str(runs)]
     done = subprocess.run(
         command, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False
     )
-    # No model is asked (the default models are not running here): the run ends at once,
-    # as a failed run that names why.
-    assert done.returncode == 1, done.stderr[-3000:]
+    # Preflight: one line naming the setting and what is missing, before any model is asked
+    # or any folder is made.
+    assert done.returncode == ExitCode.BAD_CONFIG, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
-    assert "no evaluation:" in done.stderr and "MineDojo is not available" in done.stderr
-    logged = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
-    (warning,) = [e for e in logged if e.get("event") == "env_unavailable"]
-    assert warning["env"] == "minedojo" and warning["reason"].startswith(MISSING)
+    assert f"preflight: env = minedojo: {MISSING}" in done.stderr
+    assert not runs.exists() or not any(runs.iterdir())
 
-    (run_dir,) = [d for d in runs.iterdir() if (d / "report.md").exists()]
-    report = (run_dir / "report.md").read_text()
-    assert f"`{TASK}`" in report and "environment: `minedojo`" in report
-    assert f"No evaluation ran. `start` env_unavailable: {MISSING}" in report
-    assert "score" not in report.split("## Plan")[0]  # MineDojo's tasks have no achievements
-    with open_checkpointer(str(runs / "checkpoints.sqlite")) as saver:
+
+def test_the_graph_refuses_to_start_a_run_without_the_simulator(tmp_path: Path) -> None:
+    """The same check in the graph's first node, for runs started on the graph server."""
+    runs = tmp_path / "runs"
+    ctx = Context(env="minedojo", runs_dir=str(runs))
+    with open_checkpointer(str(tmp_path / "checkpoints.sqlite")) as saver:
         graph = builder.compile(checkpointer=saver)
-        config: RunnableConfig = {"configurable": {"thread_id": run_dir.name}}
-        snapshot = graph.get_state(config)
-    values: dict[str, Any] = dict(snapshot.values)
-    assert snapshot.next == ()
-    assert values["task_spec"]["env"] == "minedojo"
-    (error,) = values["errors"]
-    assert (error["node"], error["kind"]) == ("start", "env_unavailable")
-    assert error["message"].startswith(MISSING)
-    assert Path(values["report_path"]) == run_dir / "report.md"
-    assert not values.get("plan") and values["evaluations"] == []
-    assert values["usage"] == {}  # no model call was made
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["state"]["errors"] == values["errors"]
+        config: RunnableConfig = {"configurable": {"thread_id": "t"}}
+        with pytest.raises(PreflightError) as raised:
+            graph.invoke({"task": TASK}, config, context=ctx)
+        assert graph.get_state(config).next == ("start",)  # nothing ran; it can be retried
+    (problem,) = raised.value.problems
+    assert (problem.setting, problem.value) == ("env", "minedojo")
+    assert problem.message.startswith(MISSING)
+    assert not runs.exists()
 
 
 def test_nodes_that_build_the_env_record_its_error(tmp_path: Path) -> None:

@@ -465,3 +465,20 @@ def test_human_review_over_the_server(client: SyncLangGraphClient, runs_dir: str
     (run,) = values["rl_runs"]
     assert 200 <= run["env_steps"] < context["rl_timesteps"]
     assert values["report_path"]
+
+
+def test_a_run_that_cannot_work_fails_before_it_starts(
+    client: SyncLangGraphClient, runs_dir: str
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    context = {**SMALL, "runs_dir": runs_dir, "coder_model": f"{url}#m"}
+    thread_id = str(client.threads.create()["thread_id"])
+    run = client.runs.create(thread_id, GRAPH, input={"task": TASK}, context=context)
+    result: Any = client.runs.join(thread_id, str(run["run_id"]))
+    # The run ends in error with the preflight's line; nothing ran and nothing was written.
+    assert client.runs.get(thread_id, str(run["run_id"]))["status"] == "error"
+    error = result["__error__"]
+    assert error["error"] == "PreflightError"
+    assert error["message"].startswith(f"preflight: coder_model = {url}#m: cannot connect to")
+    assert state_of(client, thread_id)["next"] == ["start"]
+    assert not Path(runs_dir).exists()
