@@ -1,4 +1,4 @@
-"""`rlgpt run|bench|code|plugins|report|serve`: the command line."""
+"""`rlgpt run|runs|bench|code|plugins|models|tasks|report|serve`: the command line."""
 
 from __future__ import annotations
 
@@ -121,6 +121,11 @@ def _parser() -> argparse.ArgumentParser:
 
     code = sub.add_parser("code", help="Check a code action file as the coder does.")
     add_code_arguments(code)
+
+    from rlgpt.runs_command import add_runs_arguments
+
+    runs = sub.add_parser("runs", help="List past runs, or compare two (`runs compare A B`).")
+    add_runs_arguments(runs)
     return parser
 
 
@@ -150,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
             from rlgpt.code_command import run_code_command
 
             return run_code_command(args)
+        if args.command == "runs":
+            from rlgpt.runs_command import run_runs_command
+
+            return run_runs_command(args)
         if args.command == "serve":
             return cmd_serve(args.port, args.config, jobs=args.jobs, reload=args.reload)
     except (
