@@ -24,8 +24,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/rlgpt models prepare
 	touch $@
 
+# Exit code 6 is a finished run below the critic's bar: the job ran; its report says how well.
 demo: setup
-	$(BIN)/rlgpt run --config configs/demo.toml
+	$(BIN)/rlgpt run --config configs/demo.toml || [ $$? -eq 6 ]
 
 lint: setup
 	$(BIN)/ruff check rlgpt tests
