@@ -37,6 +37,51 @@ GOOD_CODE = """def run(api):
 """
 
 
+def fetch_code(item: str) -> str:
+    """A grid-world code action: walk to a seen `item` and take it, exploring while none is
+    seen (10 tries)."""
+    return f"""def run(api):
+    for _ in range(10):
+        if api.count("{item}") >= 1:
+            return True
+        if api.seen("{item}"):
+            api.move_to("{item}")
+            api.do()
+        else:
+            api.explore(10)
+    return False
+"""
+
+
+#: The grid world's gem task in three steps: the key by code, the door by RL, the gem by code.
+GRIDWORLD_PLAN: dict[str, Any] = {
+    "rationale": "The gem lies behind the locked door; the door needs the key.",
+    "sub_actions": [
+        {
+            "id": "get_key",
+            "description": "Pick up the key.",
+            "predicate": {"kind": "inventory", "name": "key", "at_least": 1},
+            "method": "code",
+            "reason": "Walk to the key and pick it up.",
+        },
+        {
+            "id": "open_door",
+            "description": "Open the door with the key.",
+            "predicate": {"kind": "achievement", "name": "open_door"},
+            "method": "rl",
+            "reason": "Learned.",
+        },
+        {
+            "id": "get_gem",
+            "description": "Take the gem.",
+            "predicate": {"kind": "achievement", "name": "collect_gem"},
+            "method": "code",
+            "reason": "Walk to the gem and take it.",
+        },
+    ],
+}
+
+
 def undefined_name_code(item: str, target: str, name: str) -> str:
     """Code that passes the static check, then fails at run time on every call: `name` is
     never defined."""

@@ -17,54 +17,26 @@ from rlgpt import plugins
 from rlgpt.actions.worker import run_in_worker
 from rlgpt.envs.base import load_adapter
 from tests.fakes import ScriptedChatModel
-from tests.helpers import code, run_graph, scripted_context, undefined_name_code, verdict
+from tests.helpers import (
+    GRIDWORLD_PLAN,
+    code,
+    fetch_code,
+    run_graph,
+    scripted_context,
+    undefined_name_code,
+    verdict,
+)
 
 pytestmark = pytest.mark.integration
 
 TASK = "gridworld:collect_gem"
 
-GET_KEY = """def run(api):
-    for _ in range(10):
-        if api.count("key") >= 1:
-            return True
-        if api.seen("key"):
-            api.move_to("key")
-            api.do()
-        else:
-            api.explore(10)
-    return False
-"""
-
-GET_GEM = GET_KEY.replace('"key"', '"gem"')
+GET_KEY = fetch_code("key")
+GET_GEM = fetch_code("gem")
 
 BROKEN_GEM = undefined_name_code("gem", "gem", "gems_needed")
 
-PLAN = {
-    "rationale": "The gem lies behind the locked door; the door needs the key.",
-    "sub_actions": [
-        {
-            "id": "get_key",
-            "description": "Pick up the key.",
-            "predicate": {"kind": "inventory", "name": "key", "at_least": 1},
-            "method": "code",
-            "reason": "Walk to the key and pick it up.",
-        },
-        {
-            "id": "open_door",
-            "description": "Open the door with the key.",
-            "predicate": {"kind": "achievement", "name": "open_door"},
-            "method": "rl",
-            "reason": "Learned.",
-        },
-        {
-            "id": "get_gem",
-            "description": "Take the gem.",
-            "predicate": {"kind": "achievement", "name": "collect_gem"},
-            "method": "code",
-            "reason": "Walk to the gem and take it.",
-        },
-    ],
-}
+PLAN = GRIDWORLD_PLAN
 SETUP = {"code_actions": [], "shaping": [], "episode_length": 30, "start_after_previous": True}
 RL_TIMESTEPS = 3072
 

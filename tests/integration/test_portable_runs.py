@@ -19,48 +19,13 @@ import pytest
 from rlgpt.cli import main
 from rlgpt.nodes.rl_trainer import orphaned_record
 from tests.fakes import scripted_backend
-from tests.helpers import SCRIPTED_SETTINGS, code
+from tests.helpers import GRIDWORLD_PLAN, SCRIPTED_SETTINGS, code, fetch_code
 
 pytestmark = pytest.mark.integration
 
 TASK = "gridworld:collect_gem"
-GET_KEY = """def run(api):
-    for _ in range(10):
-        if api.count("key") >= 1:
-            return True
-        if api.seen("key"):
-            api.move_to("key")
-            api.do()
-        else:
-            api.explore(10)
-    return False
-"""
-PLAN = {
-    "rationale": "The gem lies behind the locked door; the door needs the key.",
-    "sub_actions": [
-        {
-            "id": "get_key",
-            "description": "Pick up the key.",
-            "predicate": {"kind": "inventory", "name": "key", "at_least": 1},
-            "method": "code",
-            "reason": "Walk to the key and pick it up.",
-        },
-        {
-            "id": "open_door",
-            "description": "Open the door with the key.",
-            "predicate": {"kind": "achievement", "name": "open_door"},
-            "method": "rl",
-            "reason": "Learned.",
-        },
-        {
-            "id": "get_gem",
-            "description": "Take the gem.",
-            "predicate": {"kind": "achievement", "name": "collect_gem"},
-            "method": "code",
-            "reason": "Walk to the gem and take it.",
-        },
-    ],
-}
+GET_KEY = fetch_code("key")
+PLAN = GRIDWORLD_PLAN
 # Envs in the training process (no earlier step runs first): the cheapest real SB3 job.
 SETUP = {"code_actions": [], "shaping": [], "episode_length": 30, "start_after_previous": False}
 SETTINGS: dict[str, Any] = {

@@ -20,7 +20,7 @@ import pytest
 
 from rlgpt.cli import main
 from tests.fakes import Answer, scripted_backend
-from tests.helpers import code, undefined_name_code
+from tests.helpers import code, fetch_code, undefined_name_code
 
 try:  # the OpenAI client's HTTP library: `httpx2` in recent releases, `httpx` before
     import httpx2 as http
@@ -30,17 +30,7 @@ except ImportError:  # pragma: no cover
 pytestmark = pytest.mark.integration
 
 TASK = "gridworld:collect_key"
-GET_KEY = """def run(api):
-    for _ in range(10):
-        if api.count("key") >= 1:
-            return True
-        if api.seen("key"):
-            api.move_to("key")
-            api.do()
-        else:
-            api.explore(10)
-    return False
-"""
+GET_KEY = fetch_code("key")
 #: Passes the static check, then fails on line 2 of every call.
 BROKEN_KEY = undefined_name_code("key", "key", "keys_needed")
 PLAN = {

@@ -34,10 +34,13 @@ DRIVER = """
 import json, sys
 from rlgpt.cli import main
 from tests.fakes import scripted_backend
-from tests.helpers import code
-from tests.integration.test_gridworld_graph import GET_GEM, GET_KEY, PLAN, SETUP
+from tests.helpers import GRIDWORLD_PLAN, code, fetch_code
+from tests.integration.test_gridworld_graph import SETUP
 with scripted_backend("scripted") as model:
-    model.answers = [json.dumps(PLAN), code(GET_KEY), code(GET_GEM), json.dumps(SETUP)]
+    model.answers = [
+        json.dumps(GRIDWORLD_PLAN), code(fetch_code("key")), code(fetch_code("gem")),
+        json.dumps(SETUP),
+    ]
     sys.exit(main(sys.argv[1:]))
 """
 
