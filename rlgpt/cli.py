@@ -1,4 +1,4 @@
-"""`rlgpt run|runs|bench|code|plugins|models|tasks|report|serve`: the command line."""
+"""`rlgpt run|runs|library|bench|code|plugins|models|tasks|report|serve`: the command line."""
 
 from __future__ import annotations
 
@@ -126,6 +126,13 @@ def _parser() -> argparse.ArgumentParser:
 
     runs = sub.add_parser("runs", help="List past runs, or compare two (`runs compare A B`).")
     add_runs_arguments(runs)
+
+    from rlgpt.library_command import add_library_arguments
+
+    library = sub.add_parser(
+        "library", help="List, show or remove the code actions shared across runs."
+    )
+    add_library_arguments(library)
     return parser
 
 
@@ -155,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
             from rlgpt.code_command import run_code_command
 
             return run_code_command(args)
+        if args.command == "library":
+            from rlgpt.library_command import run_library_command
+
+            return run_library_command(args)
         if args.command == "runs":
             from rlgpt.runs_command import run_runs_command
 

@@ -249,6 +249,8 @@ def _code_section(state: dict[str, Any], folder: Path) -> list[str]:
                 else ""
             )
         )
+        if record.get("origin"):
+            out.append(f"- origin: {record['origin']}")
         out += _check_errors(check.get("errors") or [])
         try:
             source = in_folder(folder, record["path"]).read_text()

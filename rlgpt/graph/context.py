@@ -122,6 +122,21 @@ class Context(BaseModel):
         description="Directory of the library shared across runs (one subfolder per env); "
         "empty = <runs_dir>/shared_library.",
     )
+    library_min_similarity: float = Field(
+        default=0.7,
+        ge=-1.0,
+        le=1.0,
+        description="Cosine similarity (sentence embeddings of description, success condition "
+        "and env) above which a shared code action whose predicate differs is checked for a "
+        "step before the coder is asked; needs the `library` extra.",
+    )
+    library_candidates: int = Field(
+        default=2,
+        ge=0,
+        le=5,
+        description="How many similar shared code actions are checked for a step (each check "
+        "costs `code_check_episodes` episodes); 0 = exact predicate matches only.",
+    )
     max_inner_loops: int = Field(
         default=2, ge=0, description="How often the critic may send work back to the coder."
     )

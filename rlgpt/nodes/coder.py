@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from langgraph.runtime import Runtime
@@ -27,6 +28,16 @@ from rlgpt.nodes.prompts import (
 from rlgpt.tools.code_check import check_code_action
 
 log = get_logger("coder")
+
+
+@dataclass(frozen=True)
+class Reuse:
+    """What the shared library offers a step before the coder is asked."""
+
+    best: tuple[str, dict[str, Any], str] | None  # (code, check, origin) of the best one checked
+    exact: bool  # `best` is stored for this very predicate (a failure is repaired by the coder)
+    similar: list[tuple[str, str]]  # (label, code) of similar ones that failed, for the prompt
+    env_steps: int  # env steps the checks took
 
 
 class LLMCoder:
@@ -97,16 +108,13 @@ class LLMCoder:
         checked = 0
 
         skills = [spec.name for spec in load_adapter(ctx.env).skill_specs()]
-        shared = SharedLibrary(ctx.shared_library_dir()) if ctx.reuse_library else None
-        found = shared.find(step.predicate) if shared is not None and previous is None else None
-        if found is not None:
-            code, entry = found
-            check = self._check(code, step, plan, state, library, ctx, errors)
-            checked += int(check.get("env_steps", 0))
-            best = (code, check, f"reused from the shared library (version {entry.version})")
-            log.info("code_reused", subaction=step.id, success_rate=check["success_rate"])
-            if check["success_rate"] < ctx.code_pass_rate:
-                feedback, previous_code = check_feedback(check, step, skills=skills), code
+        shared = SharedLibrary(ctx.shared_library_dir(), ctx.env) if ctx.reuse_library else None
+        similar: list[tuple[str, str]] = []
+        if shared is not None and previous is None:
+            reuse = self._reuse(step, plan, state, library, ctx, shared, errors)
+            best, similar, checked = reuse.best, reuse.similar, reuse.env_steps
+            if reuse.exact and best is not None and best[1]["success_rate"] < ctx.code_pass_rate:
+                feedback, previous_code = check_feedback(best[1], step, skills=skills), best[0]
 
         attempts = 0
         while attempts <= ctx.code_repairs and (
@@ -114,7 +122,7 @@ class LLMCoder:
         ):
             attempts += 1
             answer, spent = self._ask_code(
-                step, plan, ctx, feedback, previous_code, errors, repair=attempts - 1
+                step, plan, ctx, feedback, previous_code, errors, attempts - 1, similar
             )
             usage = merge_usage(usage, spent)
             if answer is None:
@@ -142,10 +150,74 @@ class LLMCoder:
             max_steps=ctx.code_action_max_steps,
             predicate=step.predicate,
             check=check,
+            origin=origin,
         )
         if shared is not None and check["success_rate"] >= ctx.success_threshold:
             shared.publish(step.predicate, code, step.description, check)
         return lib.record(step.id), usage, errors, checked
+
+    def _reuse(
+        self,
+        step: SubAction,
+        plan: Plan,
+        state: State,
+        library: dict[str, ActionRecord],
+        ctx: Context,
+        shared: SharedLibrary,
+        errors: list[ErrorRecord],
+    ) -> Reuse:
+        """A shared action for `step`, checked from this run's start state: the one stored for
+        the same predicate, else up to `library_candidates` found by meaning above
+        `library_min_similarity` (the first that passes `code_pass_rate` is used; those that
+        fail come back as examples for the coder). Every check is counted in the library."""
+        found = shared.find(step.predicate)
+        if found is not None:
+            code, entry = found
+            check = self._check(code, step, plan, state, library, ctx, errors)
+            passed = check["success_rate"] >= ctx.code_pass_rate
+            shared.record_reuse(entry.name, entry.version, check["success_rate"], None, passed)
+            log.info("code_reused", subaction=step.id, success_rate=check["success_rate"])
+            origin = f"reused from the shared library (version {entry.version})"
+            return Reuse((code, check, origin), True, [], int(check.get("env_steps", 0)))
+        if ctx.library_candidates < 1:
+            return Reuse(None, False, [], 0)
+        query = shared.text(step.description, step.predicate, ctx.env)
+        matches = [
+            m
+            for m in shared.search(
+                query, ctx.library_candidates, frozenset({shared.key(step.predicate)})
+            )
+            if m.similarity >= ctx.library_min_similarity
+        ]
+        best: tuple[str, dict[str, Any], str] | None = None
+        similar: list[tuple[str, str]] = []
+        env_steps = 0
+        for match in matches:
+            entry, similarity = match.entry, match.similarity
+            check = self._check(match.source, step, plan, state, library, ctx, errors)
+            env_steps += int(check.get("env_steps", 0))
+            rate = check["success_rate"]
+            passed = rate >= ctx.code_pass_rate
+            shared.record_reuse(entry.name, entry.version, rate, similarity, passed)
+            log.info(
+                "code_candidate_checked",
+                subaction=step.id,
+                candidate=entry.name,
+                similarity=round(similarity, 3),
+                success_rate=rate,
+            )
+            where = f"version {entry.version}, similarity {similarity:.2f}; {entry.name}"
+            if passed:
+                origin = f"reused from the shared library ({where})"
+                return Reuse((match.source, check, origin), False, similar, env_steps)
+            if best is None or rate > best[1]["success_rate"]:
+                best = (match.source, check, f"from the shared library ({where}), failed its check")
+            label = (
+                f"{entry.description.rstrip('.')}; it held in "
+                f"{check.get('successes', 0)} of {check.get('episodes', 0)} episodes"
+            )
+            similar.append((label, match.source))
+        return Reuse(best, False, similar, env_steps)
 
     def _ask_code(
         self,
@@ -156,9 +228,11 @@ class LLMCoder:
         previous_code: str | None,
         errors: list[ErrorRecord],
         repair: int = 0,
+        similar: list[tuple[str, str]] | None = None,
     ) -> tuple[str | None, dict[str, Usage]]:
         """One code answer that passes the static check (with a retry per refusal);
-        repairs (`repair` > 0) sample at `repair_temperature` with a seed of their own."""
+        repairs (`repair` > 0) sample at `repair_temperature` with a seed of their own.
+        `similar` are stored actions for similar steps that failed this step's check."""
         adapter = load_adapter(ctx.env)
         specs = adapter.skill_specs()
         skill_names = [s.name for s in specs]
@@ -179,6 +253,7 @@ class LLMCoder:
                 feedback,
                 previous_code,
                 earlier,
+                similar or (),
             )
             result = ask_code("coder", settings, messages, grammar=grammar)
             usage = merge_usage(usage, {"coder": result.usage})

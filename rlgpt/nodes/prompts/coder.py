@@ -105,6 +105,11 @@ CODER_CODE_EXAMPLE_ANSWER_3 = (
 )
 
 
+#: Stored actions for similar sub-actions shown to the coder, and the characters of each:
+#: small models lose the request in long prompts.
+SIMILAR_EXAMPLES = 1
+SIMILAR_CHARS = 700
+
 CODER_CODE_EXAMPLES: tuple[tuple[str, str], ...] = (
     (CODER_CODE_EXAMPLE_TASK, CODER_CODE_EXAMPLE_ANSWER),
     (CODER_CODE_EXAMPLE_TASK_2, CODER_CODE_EXAMPLE_ANSWER_2),
@@ -119,12 +124,15 @@ def coder_code_messages(
     feedback: str | None,
     previous_code: str | None,
     earlier: Sequence[dict[str, Any]] = (),
+    similar: Sequence[tuple[str, str]] = (),
 ) -> list[BaseMessage]:
     """Messages asking the coder for a code action (`CodeActionAnswer`).
 
     As for the planner, the manual and skill API lead the prompt so that consecutive
     coder calls share their evaluated prefix. `earlier` are the plan's steps before this
-    one (they have run when the code starts).
+    one (they have run when the code starts). `similar` are (what it is, code) of stored
+    actions for similar sub-actions that failed this step's check; the first
+    `SIMILAR_EXAMPLES` are shown, clipped, and only on a first attempt.
     """
     instructions = CODER_CODE_SYSTEM
     if not has_skills(skills_doc, NAVIGATION_SKILLS):
@@ -148,6 +156,12 @@ def coder_code_messages(
         parts.append(f"Earlier steps done: {done}")
     if previous_code:
         parts.append(f"Previous code:\n{clip(previous_code, CODE_CHARS)}")
+    else:
+        for label, source in list(similar)[:SIMILAR_EXAMPLES]:
+            parts.append(
+                f"Stored code for a similar sub-action ({label}); it did not pass this "
+                f"sub-action's check, adapt it:\n{clip(source, SIMILAR_CHARS)}"
+            )
     if feedback:
         parts.append(f"What went wrong:\n{clip(feedback, CODE_FEEDBACK_CHARS)}\nFix the code.")
     examples = closest_last(CODER_CODE_EXAMPLES, parts[0])
