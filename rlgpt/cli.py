@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from rlgpt import plugins
@@ -179,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         FileNotFoundError,
         CheckpointerUnavailable,
     ) as exc:
-        console.print(f"[bold red]error:[/] {exc}", soft_wrap=True, markup=True)
+        # Messages quote user input (paths, task names) that may hold rich markup.
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return ExitCode.BAD_CONFIG
     return ExitCode.ERROR
 
@@ -255,9 +257,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         # Every file is written atomically, so what is on disk is whole; the checkpoint holds
         # the last finished node.
         console.print(
-            f"[bold red]no space left[/] under {ctx.runs_dir} ({exc}); the files written so far "
-            "are whole and the run keeps its last checkpoint; free space, then resume with: "
-            f"rlgpt run --resume {thread_id}",
+            f"[bold red]no space left[/] under {escape(ctx.runs_dir)} ({escape(str(exc))}); "
+            "the files written so far are whole and the run keeps its last checkpoint; "
+            f"free space, then resume with: rlgpt run --resume {thread_id}",
             soft_wrap=True,
         )
         return ExitCode.DISK_FULL
@@ -301,7 +303,8 @@ def _run_graph(args: argparse.Namespace, thread_id: str, task: str | None, ctx: 
                 answer = answers.pop(0) if answers else ask_reviewer(pending[0].value)
                 if answer is None:
                     console.print(
-                        f"run {thread_id} is paused for review: {json.dumps(pending[0].value)}\n"
+                        f"run {thread_id} is paused for review: "
+                        f"{escape(json.dumps(pending[0].value))}\n"
                         f"resume with: rlgpt run --resume {thread_id} --answer '<json>'",
                         soft_wrap=True,
                     )
@@ -317,9 +320,9 @@ def _run_graph(args: argparse.Namespace, thread_id: str, task: str | None, ctx: 
             # the node that called it, and a resume starts that node again.
             atomic_write_text(run_dir / "model_error.json", json.dumps(exc.as_record("model")))
             console.print(
-                f"[bold red]the model endpoint failed[/] ({exc.kind}: {exc.message[:300]}); the "
-                f"run keeps its state; once the endpoint answers, resume with: rlgpt run "
-                f"--resume {thread_id}",
+                f"[bold red]the model endpoint failed[/] ({exc.kind}: "
+                f"{escape(exc.message[:300])}); the run keeps its state; once the endpoint "
+                f"answers, resume with: rlgpt run --resume {thread_id}",
                 soft_wrap=True,
             )
             return ExitCode.MODEL_UNAVAILABLE
@@ -330,7 +333,9 @@ def _run_graph(args: argparse.Namespace, thread_id: str, task: str | None, ctx: 
         # Nothing was evaluated (e.g. the env cannot run here): say why, as a failed run.
         errors = values.get("errors", [])
         why = errors[0]["message"] if errors else "no evaluation ran"
-        console.print(f"[bold red]no evaluation:[/] {why}; report: {report}", soft_wrap=True)
+        console.print(
+            f"[bold red]no evaluation:[/] {escape(why)}; report: {report}", soft_wrap=True
+        )
         return ExitCode.ERROR
     rate = evaluations[-1]["task_success_rate"]
     if rate < ctx.success_threshold:
