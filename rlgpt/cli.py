@@ -283,9 +283,10 @@ def _run_graph(args: argparse.Namespace, thread_id: str, task: str | None, ctx: 
     target = args.checkpointer or str(runs_dir / "checkpoints.sqlite")
     with open_checkpointer(target) as saver:
         graph = builder.compile(checkpointer=saver)
-        if task is None and not graph.get_state(config).next:
+        done = graph.get_state(config)
+        if task is None and not done.next:
             console.print(f"run {thread_id} has already finished; nothing to resume")
-            return ExitCode.FINISHED
+            return _finished(dict(done.values), ctx)
         console.print(f"run [bold]{thread_id}[/] ({'resumed' if task is None else task})")
         inputs: InputState | Command[Any] | None = None if task is None else InputState(task=task)
         answers = [json.loads(args.answer)] if args.answer else []
@@ -327,10 +328,16 @@ def _run_graph(args: argparse.Namespace, thread_id: str, task: str | None, ctx: 
             )
             return ExitCode.MODEL_UNAVAILABLE
         values = graph.get_state(config).values
+    return _finished(values, ctx)
+
+
+def _finished(values: dict[str, Any], ctx: Context) -> ExitCode:
+    """Say how a finished run ended; its exit code (0, 1 or 6) follows from its state alone,
+    so a resume of a run that had already finished ends as the run did."""
     evaluations = values.get("evaluations", [])
     report = values.get("report_path")
     if not evaluations:
-        # Nothing was evaluated (e.g. the env cannot run here): say why, as a failed run.
+        # Nothing was evaluated (e.g. the evaluation failed): say why, as a failed run.
         errors = values.get("errors", [])
         why = errors[0]["message"] if errors else "no evaluation ran"
         console.print(

@@ -92,7 +92,9 @@ def test_run_stopped_by_a_dead_endpoint_resumes_where_it_stopped(
 ) -> None:
     """The endpoint dies after the planner's call: the run stops at the coder with its state
     kept (exit 4) and, once the endpoint is back, `--resume` goes on from the coder."""
-    proxy = FaultyEndpoint(os.environ[URL_ENV], mode="drop", fail_after=1)
+    # Each `rlgpt run` first checks the endpoint once (a models-list GET): the first run makes
+    # that check and the planner's call, the second its check, then the coder's call fails.
+    proxy = FaultyEndpoint(os.environ[URL_ENV], mode="drop", fail_after=3)
     model = f"{proxy.url}#smollm2"
     settings = {
         "planner-model": model, "coder-model": model, "critic": "rules",
@@ -139,8 +141,10 @@ def test_run_stopped_by_a_dead_endpoint_resumes_where_it_stopped(
     events = [json.loads(x) for x in resumed.stderr.splitlines() if x.startswith("{")]
     names = [e.get("event") for e in events]
     assert "planned" not in names and "run_started" not in names
-    # The coder's call (asked once more if its answer did not parse); no new plan.
-    assert requests_before < proxy.requests <= requests_before + 1 + settings["llm-max-retries"]
+    # The check, then the coder's call (asked once more if its answer did not parse); no new
+    # plan.
+    assert requests_before + 1 < proxy.requests
+    assert proxy.requests <= requests_before + 2 + settings["llm-max-retries"]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert [s["id"] for s in metrics["state"]["plan"]["sub_actions"]] == ["wood"]
     assert metrics["state"]["evaluations"]  # the run went on to its end

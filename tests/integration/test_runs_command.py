@@ -20,7 +20,7 @@ import pytest
 
 from rlgpt.cli import main
 from tests.fakes import Answer, scripted_backend
-from tests.helpers import code, fetch_code, undefined_name_code
+from tests.helpers import code, fetch_code, finished_exit_code, undefined_name_code
 
 try:  # the OpenAI client's HTTP library: `httpx2` in recent releases, `httpx` before
     import httpx2 as http
@@ -314,3 +314,15 @@ def test_unknown_run_is_a_one_line_error_with_exit_code_2(
     missing = str(tmp_path / "none.sqlite")
     assert _command("--runs-dir", str(runs.runs_dir), "--checkpointer", missing) == 2
     assert f"no checkpoint file {missing!r}" in capsys.readouterr().err
+
+
+def test_resuming_a_finished_run_ends_as_the_run_did(runs: Runs) -> None:
+    # A run killed after its last checkpoint is resumed by a command that finds it done: the
+    # exit code still says whether it reached the critic's bar (0) or not (6).
+    assert (runs.good.exit_code, runs.broken.exit_code) == (0, 6)
+    for run in (runs.good, runs.broken):
+        flags = ["--resume", run.id, "--runs-dir", str(runs.runs_dir)]
+        with scripted_backend("scripted") as model:  # asked nothing: the run is done
+            assert main(["run", *flags]) == run.exit_code
+            assert model.prompts == []
+        assert run.exit_code == finished_exit_code(runs.runs_dir / run.id)
