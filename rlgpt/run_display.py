@@ -130,6 +130,8 @@ class RunDisplay:
                 f"{job.get('steps_per_second', 0):,.0f} steps/s · "
                 f"success {job.get('success_rate', 0):.0%}"
             )
+            if job.get("node"):  # a Ray task: which node trains it
+                text += f" · node {str(job['node'])[:8]}"
             if job.get("final"):
                 text += " · done"
             row = Table.grid(padding=(0, 1))

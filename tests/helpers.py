@@ -8,6 +8,7 @@ the `scripted` fixture (tests/conftest.py).
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -277,3 +278,28 @@ def save_numbers(name: str, numbers: dict[str, Any]) -> Path:
     path = TEST_RESULTS / f"{name}.json"
     path.write_text(json.dumps(numbers, indent=1, default=str) + "\n")
     return path
+
+
+# --------------------------------------------------------------------------- processes
+def listening_sockets() -> set[tuple[str, int]]:
+    """Every listening TCP socket of this machine: (address as /proc/net spells it, port)."""
+    found: set[tuple[str, int]] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        path = Path(table)
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines()[1:]:
+            fields = line.split()
+            address, _, port = fields[1].rpartition(":")
+            if fields[3] == "0A":  # LISTEN
+                found.add((address, int(port, 16)))
+    return found
+
+
+def bench_args(*argv: str) -> argparse.Namespace:
+    """`rlgpt bench` arguments as its parser reads them."""
+    from rlgpt.bench.cli import add_bench_arguments
+
+    parser = argparse.ArgumentParser()
+    add_bench_arguments(parser)
+    return parser.parse_args(list(argv))

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from rlgpt.bench.baseline_library import ORIGIN, SCRIPTED_BASELINE, write_scripted_baseline
+from rlgpt.bench.learning import RunsFailed
+from rlgpt.execution.ray_cluster import RayUnavailable
 from rlgpt.logging import get_logger
 
 DEFAULT_TASKS_MODEL = "local:qwen2.5-coder-1.5b"
@@ -20,7 +22,7 @@ log = get_logger("rlgpt.bench")
 
 #: Suites a bare `rlgpt bench` runs; the others run only when named.
 SUITES = ("throughput", "learning")
-ALL_SUITES = (*SUITES, "model", "tasks")
+ALL_SUITES = (*SUITES, "model", "tasks", "scaling")
 # Env-step budgets of the learning suite; `--budget` overrides.
 BUDGETS = {"quick": 1_500, "full": 1_000_000}
 QUICK_EPISODE_LENGTH = 500
@@ -83,9 +85,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--observation",
         choices=["pixels", "symbolic"],
-        default="pixels",
         help="learning: the policy's observation: 'pixels' (crafter's 64x64 RGB image, CNN; "
-        "the published protocol, default) or 'symbolic' (one-hot view, MLP; a second protocol).",
+        "the published protocol, default) or 'symbolic' (one-hot view, MLP; a second "
+        "protocol). scaling: default 'symbolic'.",
     )
     parser.add_argument(
         "--privileged",
@@ -117,7 +119,10 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         f"planner, coder and critic (default {DEFAULT_TASKS_MODEL}).",
     )
     model.add_argument(
-        "--rounds", type=int, default=3, help="model: rounds per cache setting (default 3)."
+        "--rounds",
+        type=int,
+        default=3,
+        help="model: rounds per cache setting; scaling: local-then-Ray pairs (default 3).",
     )
     model.add_argument(
         "--repeats",
@@ -153,6 +158,22 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume",
         action="store_true",
         help="tasks: keep the finished runs of an existing tasks_<tag>.json and run the rest.",
+    )
+    parser.add_argument(
+        "--jobs", type=int, help="scaling: learning runs per round and executor (default 4)."
+    )
+    parser.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="learning and tasks: where the runs go: 'local' one after another here "
+        "(default), 'ray' all at once as Ray tasks (needs the `ray` extra).",
+    )
+    parser.add_argument(
+        "--ray-address",
+        default="",
+        help="With --executor ray: the cluster to join (host:port); default a local cluster "
+        "on loopback.",
     )
     parser.add_argument(
         "--render",
@@ -227,7 +248,7 @@ def run_learning_suite(args: argparse.Namespace) -> dict[str, Path]:
     config = LearningConfig(
         budget=budget,
         budget_name=budget_name,
-        observation=args.observation,
+        observation=args.observation or "pixels",
         seeds=_ints(args.seeds or "0"),
         methods=_names(args.methods or ("a,b,c" if args.library else "a")),
         episode_length=episode_length,
@@ -239,6 +260,7 @@ def run_learning_suite(args: argparse.Namespace) -> dict[str, Path]:
         privileged=bool(args.privileged),
         graph_task=args.graph_task,
         graph_context=graph_context,
+        executor=args.executor,
     )
     tag = args.tag or budget_name
     runs_dir = args.runs_dir or Path("runs") / f"bench_learning_{tag}"
@@ -257,7 +279,15 @@ def run_learning_suite(args: argparse.Namespace) -> dict[str, Path]:
             measured["config"]["library"] = SCRIPTED_BASELINE
         return write_learning(measured, args.out, tag)
 
-    return write(run_learning(config, runs_dir, on_run=write))
+    from rlgpt.bench.progress import job_bars, suite_progress
+    from rlgpt.execution import make_executor
+
+    executor = make_executor(args.executor, args.ray_address)
+    with suite_progress() as progress:
+        measured = run_learning(
+            config, runs_dir, on_run=write, executor=executor, on_progress=job_bars(progress)
+        )
+    return write(measured)
 
 
 def merge_learning_files(args: argparse.Namespace) -> dict[str, Path]:
@@ -297,6 +327,28 @@ def run_model_suite(args: argparse.Namespace) -> dict[str, Path]:
     return write(run_model_speed(config, on_round=write))
 
 
+def run_scaling_suite(args: argparse.Namespace) -> dict[str, Path]:
+    """Time the same learning runs on `local` and on Ray, round after round."""
+    from rlgpt.bench.scaling import ScalingConfig, run_scaling, write_scaling
+
+    config = ScalingConfig(rounds=args.rounds, ray_address=args.ray_address)
+    if args.quick:
+        config.budget, config.rounds = 2_000, 1
+    if args.budget:
+        config.budget = args.budget
+    if args.jobs:
+        config.jobs = args.jobs
+    if args.observation:
+        config.observation = args.observation
+    tag = args.tag or ("quick" if args.quick else f"{config.budget // 1000}k")
+    runs_root = args.runs_dir or Path("runs") / f"bench_scaling_{tag}"
+
+    def write(measured: dict[str, Any]) -> dict[str, Path]:
+        return write_scaling(config, measured, args.out, tag)
+
+    return write(run_scaling(config, runs_root, on_round=write))
+
+
 def run_tasks_suite(args: argparse.Namespace) -> dict[str, Path]:
     """The full loop on each task and seed; the result files are rewritten after each run."""
     from rlgpt.bench.tasks import DEFAULT_TASKS, TasksConfig, read_context_file, run_tasks
@@ -311,7 +363,16 @@ def run_tasks_suite(args: argparse.Namespace) -> dict[str, Path]:
     )
     if not config.tasks or not config.seeds:
         raise ValueError("the tasks suite needs at least one task and one seed")
-    return run_tasks(config, args.out, tag, resume=args.resume, compare=args.compare_with)
+    from rlgpt.execution import make_executor
+
+    return run_tasks(
+        config,
+        args.out,
+        tag,
+        resume=args.resume,
+        compare=args.compare_with,
+        executor=make_executor(args.executor, args.ray_address),
+    )
 
 
 def render_markdown(result: Mapping[str, Any]) -> str:
@@ -333,6 +394,10 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         from rlgpt.bench.tasks_report import tasks_markdown
 
         return tasks_markdown(result)
+    if suite == "scaling":
+        from rlgpt.bench.scaling import scaling_markdown
+
+        return scaling_markdown(result)
     raise ValueError(f"unknown suite {suite!r} in the result")
 
 
@@ -359,6 +424,7 @@ def run_bench(args: argparse.Namespace) -> int:
         "learning": run_learning_suite,
         "model": run_model_suite,
         "tasks": run_tasks_suite,
+        "scaling": run_scaling_suite,
     }
     try:
         if args.render:
@@ -375,9 +441,13 @@ def run_bench(args: argparse.Namespace) -> int:
             log.info(
                 "bench_suite_done", suite=suite, files=[str(p) for p in written[suite].values()]
             )
-    except (ValueError, FileNotFoundError, KeyError) as exc:
+    except (ValueError, FileNotFoundError, KeyError, RayUnavailable) as exc:
         log.error("bench_failed", error=str(exc))
         return 2
+    except RunsFailed as exc:
+        # The finished runs are kept and in the result files; the same command retries.
+        log.error("bench_runs_failed", error=str(exc))
+        return 1
     return 0
 
 

@@ -12,6 +12,7 @@ from rlgpt.bench.learning_config import METHODS, LearningConfig
 from rlgpt.bench.learning_runs import run_code_actions, run_full_loop, train_ppo
 from rlgpt.bench.score import mean_and_spread
 from rlgpt.bench.writers import git_state
+from rlgpt.execution import Executor, Job, JobOutcome, LocalExecutor
 from rlgpt.files import atomic_write_text
 from rlgpt.logging import get_logger
 
@@ -46,6 +47,10 @@ def code_action_names(library: str | Path, wanted: Sequence[str] = ()) -> list[s
 
 
 # ---------------------------------------------------------------------- suite
+class RunsFailed(RuntimeError):
+    """Runs of a suite ended with an error (the other runs finished and were kept)."""
+
+
 def resolve_learning_algo(config: LearningConfig, names: Sequence[str]) -> str:
     """The one algorithm of methods a and b: MaskablePPO when a code action of b has
     `available` (a then runs with an all-true mask), else PPO."""
@@ -87,17 +92,24 @@ def run_learning(
     config: LearningConfig,
     runs_dir: Path,
     on_run: Callable[[dict[str, Any]], object] | None = None,
+    executor: Executor | None = None,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Every requested method for every seed; per-method mean and spread of the score.
 
     Each run lives in `runs_dir/<method>_seed<seed>`: a finished run is read back from its
     `summary.json`, an interrupted one continues from its last checkpoint, so the same
-    command finishes a suite that was stopped. `on_run` gets the partial result after every
-    run (the result files are rewritten as the suite goes).
+    command finishes a suite that was stopped. The runs left to do go to `executor` as
+    independent jobs (default: one after another here; on Ray all at once). `on_run` gets
+    the partial result after every finished run (the result files are rewritten as the
+    suite goes); `on_progress` gets the runs' progress events.
 
     Returns:
         `methods`: per method its key, label, runs (raw per-episode results included),
         score mean/std and mean per-achievement rates.
+
+    Raises:
+        RunsFailed: after the other runs finished, naming each run that failed.
     """
     config.validate()
     names: list[str] = []
@@ -115,51 +127,88 @@ def run_learning(
         sources = {name: library.source(name) for name in names}
     algo = resolve_learning_algo(config, names)
     check_runs_dir(config, runs_dir)
-    methods: list[dict[str, Any]] = []
-
-    def result() -> dict[str, Any]:
-        return {"config": {**asdict(config), "library_sources": sources}, "methods": methods}
-
+    executor = executor or LocalExecutor()
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+    jobs: list[Job] = []
+    metas: list[dict[str, Any]] = []  # per job: method, seed, code attempts, folder
     for key in config.methods:
-        runs: list[dict[str, Any]] = []
-        label = METHODS[key]
-        if key in ("b", "c") and "scripted baseline" in config.library_origin:
-            label += " [scripted baseline library]"
         for seed in config.seeds:
             out = runs_dir / f"{key}_seed{seed}"
             summary = out / "summary.json"
             if summary.exists():
-                run = json.loads(summary.read_text())
-                log.info("bench_learning_kept", method=key, seed=seed, score=run["score"])
-            else:
-                log.info("bench_learning_run", method=key, seed=seed, budget=config.budget)
-                # The code of each attempt of this run, which a later table may not share.
-                attempts = note_attempt(out)
-                run = run_method(config, key, seed, names, algo, out)
-                run["git"] = attempts[-1]
-                run["git_attempts"] = attempts
-                atomic_write_text(summary, json.dumps(run) + "\n")
+                done[key, seed] = json.loads(summary.read_text())
                 log.info(
-                    "bench_learning_done",
-                    method=key,
-                    seed=seed,
-                    score=round(run["score"], 3),
-                    episodes=run["episodes"],
-                    steps_per_second=run["steps_per_second"],
+                    "bench_learning_kept", method=key, seed=seed, score=done[key, seed]["score"]
                 )
-            runs.append(run)
-            if on_run is not None:
-                on_run(
-                    {
-                        **result(),
-                        "methods": [
-                            *methods,
-                            summarise_method(key, label, observation_of(config, key), runs),
-                        ],
-                    }
-                )
-        methods.append(summarise_method(key, label, observation_of(config, key), runs))
+                continue
+            log.info(
+                "bench_learning_run", method=key, seed=seed, budget=config.budget,
+                executor=executor.name,
+            )  # fmt: skip
+            # The code of each attempt of this run, which a later table may not share.
+            attempts = note_attempt(out)
+            jobs.append(
+                Job(f"{key}_seed{seed}", learning_run, (config, key, seed, names, algo, str(out)))
+            )
+            metas.append({"key": key, "seed": seed, "attempts": attempts, "out": out})
+
+    def result() -> dict[str, Any]:
+        methods = []
+        for key in config.methods:
+            runs = [done[key, s] for s in config.seeds if (key, s) in done]
+            if runs:
+                label = method_label(config, key)
+                methods.append(summarise_method(key, label, observation_of(config, key), runs))
+        return {"config": {**asdict(config), "library_sources": sources}, "methods": methods}
+
+    def finished(index: int, outcome: JobOutcome) -> None:
+        if not outcome.ok:
+            return
+        meta = metas[index]
+        run = dict(outcome.value)
+        run["git"] = meta["attempts"][-1]
+        run["git_attempts"] = meta["attempts"]
+        run["executor"] = {"name": executor.name, "node": outcome.node}
+        atomic_write_text(meta["out"] / "summary.json", json.dumps(run) + "\n")
+        done[meta["key"], meta["seed"]] = run
+        log.info(
+            "bench_learning_done", method=meta["key"], seed=meta["seed"],
+            score=round(run["score"], 3), episodes=run["episodes"],
+            steps_per_second=run["steps_per_second"],
+        )  # fmt: skip
+        if on_run is not None:
+            on_run(result())
+
+    outcomes = executor.run(jobs, on_progress=on_progress, on_result=finished)
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        raise RunsFailed(
+            "learning runs failed (the others are kept; the same command retries these): "
+            + "; ".join(f"{o.key}: {o.error!r}" for o in failed)
+        )
     return result()
+
+
+def method_label(config: LearningConfig, key: str) -> str:
+    """A method's label in the tables, marking a scripted library as such."""
+    label = METHODS[key]
+    if key in ("b", "c") and "scripted baseline" in config.library_origin:
+        label += " [scripted baseline library]"
+    return label
+
+
+def learning_run(
+    config: LearningConfig,
+    key: str,
+    seed: int,
+    names: list[str],
+    algo: str,
+    out: str,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """One run of one method, as an executor job (resumable from what it saved in `out`)."""
+    return run_method(config, key, seed, names, algo, Path(out), on_progress)
 
 
 def note_attempt(out: Path) -> list[dict[str, Any]]:
@@ -184,13 +233,19 @@ def observation_of(config: LearningConfig, key: str) -> str:
 
 
 def run_method(
-    config: LearningConfig, key: str, seed: int, names: list[str], algo: str, out: Path
+    config: LearningConfig,
+    key: str,
+    seed: int,
+    names: list[str],
+    algo: str,
+    out: Path,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """One run of one method."""
+    """One run of one method (PPO runs report their training progress to `on_progress`)."""
     if key == "a":
-        return train_ppo(config, seed, [], algo, out)
+        return train_ppo(config, seed, [], algo, out, on_progress)
     if key == "b":
-        return train_ppo(config, seed, names, algo, out)
+        return train_ppo(config, seed, names, algo, out, on_progress)
     if key == "c":
         return run_code_actions(config, seed, names, out)
     return run_full_loop(config, seed, out)

@@ -66,6 +66,9 @@ class LearningConfig:
     )
     privileged: bool = described(False, "Let code actions read the full map (reported).")
     code_action_max_steps: int = described(300, "Env-step budget of one code-action call.")
+    executor: Literal["local", "ray"] = described(
+        "local", "Where the runs ran: 'local' one after another, 'ray' at once as Ray tasks."
+    )
     graph_task: str = described("crafter:score", "Task of the full-loop run (method d).")
     graph_context: dict[str, Any] = field(
         default_factory=dict,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +66,12 @@ def curve_episode(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def train_ppo(
-    config: LearningConfig, seed: int, names: list[str], algo: str, out: Path
+    config: LearningConfig,
+    seed: int,
+    names: list[str],
+    algo: str,
+    out: Path,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """PPO / MaskablePPO through the RL pipeline, resumable from its checkpoints in `out`.
 
@@ -94,7 +100,7 @@ def train_ppo(
         progress_every=max(config.budget // 20, 1000),
         policy_name="policy",
     )
-    result = train_policy(job)
+    result = train_policy(job, on_progress=on_progress)
     curve = json.loads(Path(result.curve_path).read_text())
     return run_summary(
         "b" if names else "a",

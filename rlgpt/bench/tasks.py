@@ -14,6 +14,7 @@ from typing import Any
 from rlgpt.bench.config_fields import described
 from rlgpt.bench.tasks_records import comparison_of, crashed_record, record_from_state, task_name
 from rlgpt.bench.tasks_report import write_tasks
+from rlgpt.execution import Executor, Job, JobOutcome, LocalExecutor
 from rlgpt.logging import get_logger
 
 log = get_logger("rlgpt.bench.tasks")
@@ -209,9 +210,10 @@ def run_tasks(
     resume: bool = False,
     compare: Path | None = None,
     invoke: Invoke = invoke_graph,
+    executor: Executor | None = None,
 ) -> dict[str, Path]:
-    """Run every (task, seed) pair not yet done, seed by seed, writing the result files
-    after each run; returns the paths of the files.
+    """Run every (task, seed) pair not yet done, writing the result files after each run;
+    returns the paths of the files.
 
     Args:
         config: Tasks, seeds, model and extra context.
@@ -220,10 +222,12 @@ def run_tasks(
         resume: Keep the finished runs of an existing `tasks_<tag>.json` and skip them.
         compare: An earlier tasks result to show as "before".
         invoke: Runs one graph run and returns its final state (replaced in tests).
+        executor: Where the runs go (default: one after another here, seed by seed).
     """
     from rlgpt.bench.progress import suite_progress
     from rlgpt.envs.base import load_adapter
 
+    executor = executor or LocalExecutor()
     runs_root = Path(config.runs_dir)
     contexts = {
         (task, seed): run_context(config, task, seed, runs_root)
@@ -234,34 +238,44 @@ def run_tasks(
         load_adapter(ctx.env).task(task)  # an unknown task fails before any run
     first = next(iter(contexts.values()))
     result = suite_result(config, first, out / f"tasks_{tag}.json", resume, compare)
+    result["config"]["executor"] = executor.name
     runs: list[dict[str, Any]] = result["runs"]
     invocation = len(result["invocations"]) - 1
     rank = {task: i for i, task in enumerate(config.tasks)}
     done = {(r["task"], r["seed"]) for r in runs}
     pending = [pair for pair in contexts if pair not in done]
-    log.info("tasks_suite", pending=len(pending), done=len(done), runs_dir=str(runs_root))
+    log.info(
+        "tasks_suite", pending=len(pending), done=len(done), runs_dir=str(runs_root),
+        executor=executor.name,
+    )  # fmt: skip
     paths = write_tasks(result, out, tag)
+    # `local` runs them in order (seed by seed, task by task), so later runs can reuse the
+    # code actions earlier runs shared; on Ray they run at once and reuse what is there.
+    jobs = [
+        Job(f"{task_name(task)} seed {seed}", tasks_run, (task, seed, contexts[task, seed], invoke))
+        for task, seed in pending
+    ]
     with suite_progress() as progress:
         bar = progress.add_task("runs", total=len(pending))
-        for task, seed in pending:
-            label = f"{task_name(task)} seed {seed}"
-            progress.update(bar, description=f"{label}: starting")
 
-            def on_chunk(mode: str, chunk: Any, label: str = label) -> None:
-                if mode == "updates" and isinstance(chunk, dict):
-                    progress.update(bar, description=f"{label}: {', '.join(chunk)} done")
-                elif (
-                    mode == "custom"
-                    and isinstance(chunk, dict)
-                    and chunk.get("event") == "rl_progress"
-                ):
-                    progress.update(
-                        bar,
-                        description=f"{label}: RL {chunk.get('env_steps', 0):,}/"
-                        f"{chunk.get('budget', 0):,} steps",
-                    )
+        def on_progress(event: dict[str, Any]) -> None:
+            label = event.get("job", "")
+            if event.get("event") == "nodes_done":
+                text = f"{label}: {', '.join(event['nodes'])} done"
+            elif event.get("event") == "rl_progress":
+                text = f"{label}: RL {event.get('env_steps', 0):,}/{event.get('budget', 0):,} steps"
+            else:
+                text = f"{label}: starting"
+            progress.update(bar, description=text)
 
-            record = run_record(task, seed, contexts[(task, seed)], invoke, on_chunk)
+        def on_result(index: int, outcome: JobOutcome) -> None:
+            nonlocal paths
+            task, seed = pending[index]
+            if outcome.error is None:
+                record = dict(outcome.value)
+            else:  # lost past its retries (a run's own errors are in its record)
+                ctx = contexts[task, seed]
+                record = crashed_record(task, seed, outcome.error, outcome.seconds, ctx.runs_dir)
             record["invocation"] = invocation
             runs[:] = [r for r in runs if (r["task"], r["seed"]) != (task, seed)] + [record]
             runs.sort(key=lambda r: (rank.get(r["task"], len(rank)), r["seed"]))
@@ -275,4 +289,27 @@ def run_tasks(
                 wall_time=record.get("wall_time"),
             )
             progress.advance(bar)
+
+        executor.run(jobs, on_progress=on_progress, on_result=on_result)
     return paths
+
+
+def tasks_run(
+    task: str,
+    seed: int,
+    ctx: Any,
+    invoke: Invoke,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """One (task, seed) run as an executor job; its graph's progress goes to `on_progress`."""
+
+    def on_chunk(mode: str, chunk: Any) -> None:
+        if on_progress is None or not isinstance(chunk, dict):
+            return
+        if mode == "updates":
+            on_progress({"event": "nodes_done", "nodes": list(chunk)})
+        elif mode == "custom" and chunk.get("event") == "rl_progress":
+            on_progress(chunk)
+
+    return run_record(task, seed, ctx, invoke, on_chunk)

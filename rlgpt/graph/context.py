@@ -175,6 +175,16 @@ class Context(BaseModel):
         "Env steps between two resumable training checkpoints; a killed run resumed with "
         "--resume continues training from the last one (0 = none).",
     )
+    executor: Literal["local", "ray"] = Field(
+        default="local",
+        description="Where independent RL jobs train: `local` one after another in this "
+        "process, `ray` at once as Ray tasks (needs the `ray` extra).",
+    )
+    ray_address: str = Field(
+        default="",
+        description="Ray cluster to join with `executor = ray` (e.g. `10.0.0.5:6379`); empty "
+        "= start a local cluster on this machine, listening on loopback only.",
+    )
     observation: Literal["symbolic", "pixels"] = _from(
         RLJob,
         "observation",

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlgpt.envs.base import load_adapter, unavailable_reason
+from rlgpt.execution.ray_cluster import ray_installed
 from rlgpt.graph.context import ConfigError, Context
 from rlgpt.graph.node_plugins import ROLES as NODE_ROLES
 from rlgpt.graph.node_plugins import node_plugin
@@ -71,6 +72,14 @@ def problems(ctx: Context) -> list[Problem]:
         reason = str(exc)
     if reason:
         found.append(Problem("env", ctx.env, reason))
+    if ctx.executor == "ray" and not ray_installed():
+        found.append(
+            Problem(
+                "executor",
+                "ray",
+                "Ray is not installed: pip install 'rlgpt[ray]'; or pass --executor local",
+            )
+        )
     for role in MODEL_ROLES:
         settings = ctx.llm_settings(role)
         message = _model_problem(settings)

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from langgraph.runtime import Runtime
 
 from rlgpt.envs.base import EnvSettings
+from rlgpt.execution import Job, LocalExecutor, make_executor
 from rlgpt.graph.context import Context, context_of
 from rlgpt.graph.node_plugins import Role
 from rlgpt.graph.schemas import Plan, Verdict
@@ -16,13 +17,21 @@ from rlgpt.llm import LLMError, ask_structured
 from rlgpt.logging import get_logger
 from rlgpt.nodes.common import error_record, executor_of, library_dir, plan_of, task_of
 from rlgpt.nodes.prompts import critic_messages, verdict_schema
-from rlgpt.tools.evaluate import evaluate_plan
+from rlgpt.tools.evaluate import aggregate, plan_episodes
 
 log = get_logger("critic")
 
 
+#: Episodes per job when an evaluation on Ray is split over seeds (smaller ones run whole).
+EVAL_EPISODES_PER_JOB = 10
+
+
 def evaluate(state: State, ctx: Context, plan: Plan) -> EvaluationRecord:
-    """Roll out the composed policy (each step's action in plan order) on held-out seeds."""
+    """Roll out the composed policy (each step's action in plan order) on held-out seeds.
+
+    On Ray, an evaluation of more than `EVAL_EPISODES_PER_JOB` episodes is split into jobs
+    of that many seeds, which run at once; the result is the same as in one piece.
+    """
     library = state.get("library", {})
     iteration = len(state.get("evaluations", [])) + 1
     seeds = list(range(ctx.eval_seed, ctx.eval_seed + ctx.eval_episodes))
@@ -35,18 +44,34 @@ def evaluate(state: State, ctx: Context, plan: Plan) -> EvaluationRecord:
         for s in plan.sub_actions
     ]
     gif = Path(state["run_dir"]) / f"eval_{iteration}.gif" if ctx.gif else None
-    result = evaluate_plan(
-        task=task_of(state),
-        steps=steps,
-        library_dir=library_dir(state),
-        seeds=seeds,
-        max_steps_per_subaction=ctx.subaction_max_steps,
-        settings=EnvSettings(
-            episode_length=ctx.subaction_max_steps * len(steps), privileged=ctx.privileged
-        ),
-        gif_path=gif,
-        limits=ctx.sandbox_limits(),
+    task = task_of(state)
+    settings = EnvSettings(
+        episode_length=ctx.subaction_max_steps * len(steps), privileged=ctx.privileged
     )
+    size = len(seeds) if ctx.executor == "local" else EVAL_EPISODES_PER_JOB
+    jobs = []
+    for k in range(0, len(seeds), size):
+        part = (
+            task,
+            steps,
+            str(library_dir(state)),
+            seeds[k : k + size],
+            ctx.subaction_max_steps,
+            settings,
+            gif if k == 0 else None,  # the GIF shows the first episode
+            ctx.sandbox_limits(),
+        )
+        jobs.append(Job(f"eval_{iteration}_{k // size}", plan_episodes, part))
+    executor = make_executor(ctx.executor, ctx.ray_address) if len(jobs) > 1 else LocalExecutor()
+    episodes: dict[int, dict[str, Any]] = {}
+    gif_written: str | None = None
+    for outcome in executor.run(jobs):
+        if outcome.error is not None:
+            raise outcome.error
+        found, found_gif = outcome.value
+        episodes.update(found)
+        gif_written = gif_written or found_gif
+    result = aggregate(task, steps, seeds, episodes, gif_written)
     result["iteration"] = iteration
     return EvaluationRecord(**result)  # type: ignore[typeddict-item]
 

@@ -47,22 +47,50 @@ def evaluate_plan(
     Returns:
         A dict matching `EvaluationRecord` (the caller sets `iteration`, here 0).
     """
-    plain_steps = []
+    episodes, gif = plan_episodes(
+        task, steps, library_dir, seeds, max_steps_per_subaction, settings, gif_path, limits,
+        timeout,
+    )  # fmt: skip
+    return aggregate(task, steps, [int(s) for s in seeds], episodes, gif)
+
+
+def plain_steps(steps: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The plan steps as plain dicts a worker process receives."""
+    plain = []
     for step in steps:
         pred = as_predicate(step.get("predicate"))
-        plain_steps.append(
+        plain.append(
             {
                 "subaction": str(step["subaction"]),
                 "predicate": pred.model_dump() if pred else None,
                 "action": step.get("action"),
             }
         )
+    return plain
+
+
+def plan_episodes(
+    task: TaskSpec,
+    steps: Sequence[Mapping[str, Any]],
+    library_dir: str | Path | None,
+    seeds: Sequence[int],
+    max_steps_per_subaction: int = 400,
+    settings: EnvSettings | None = None,
+    gif_path: str | Path | None = None,
+    limits: SandboxLimits | None = None,
+    timeout: float | None = None,
+    on_progress: Any = None,
+    should_stop: Any = None,
+) -> tuple[dict[int, dict[str, Any]], str | None]:
+    """The episode record of each seed (see `evaluate_plan`) and the GIF's path, if any.
+
+    Also an executor job: evaluations split over seeds run as several of these.
+    """
     sandbox = limits or SandboxLimits()
-    all_seeds = [int(s) for s in seeds]
     episodes: dict[int, dict[str, Any]] = {}
     progress: dict[str, Any] = {}
     gif_result: str | None = None
-    remaining = list(all_seeds)
+    remaining = [int(s) for s in seeds]
     gif = str(gif_path) if gif_path else None
 
     def on_partial(value: Any) -> None:
@@ -78,7 +106,7 @@ def evaluate_plan(
                 _plan_worker,
                 {
                     "task": task,
-                    "steps": plain_steps,
+                    "steps": plain_steps(steps),
                     "library_dir": str(library_dir) if library_dir else None,
                     "seeds": remaining,
                     "max_steps_per_subaction": max_steps_per_subaction,
@@ -98,7 +126,7 @@ def evaluate_plan(
             episodes[seed] = _dead_episode(seed, progress, exc.error)
             remaining = remaining[remaining.index(seed) + 1 :]
             gif = None
-    return _aggregate(task, plain_steps, all_seeds, episodes, gif_result)
+    return episodes, gif_result
 
 
 def _dead_episode(seed: int, progress: Mapping[str, Any], error: dict[str, Any]) -> dict[str, Any]:
@@ -123,9 +151,9 @@ def _dead_episode(seed: int, progress: Mapping[str, Any], error: dict[str, Any])
     }
 
 
-def _aggregate(
+def aggregate(
     task: TaskSpec,
-    steps: list[dict[str, Any]],
+    steps: Sequence[Mapping[str, Any]],
     seeds: list[int],
     episodes: Mapping[int, dict[str, Any]],
     gif_path: str | None,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -15,8 +14,9 @@ import pytest
 
 from rlgpt.actions.library import ActionLibrary
 from rlgpt.bench.baseline_library import ACTIONS
-from rlgpt.bench.cli import add_bench_arguments, run_bench
+from rlgpt.bench.cli import run_bench
 from rlgpt.bench.score import ACHIEVEMENTS
+from tests.helpers import bench_args
 
 # A scripted code action written for this test; every table must name it a scripted baseline.
 SCRIPTED_ACTION = """
@@ -27,18 +27,12 @@ def run(api):
 """
 
 
-def _args(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_bench_arguments(parser)
-    return parser.parse_args(list(argv))
-
-
 @pytest.mark.integration
 def test_quick_bench_writes_results(tmp_path: Path) -> None:
     library = tmp_path / "scripted_library"
     ActionLibrary(library).add_code("gather_tree", SCRIPTED_ACTION, max_steps=60)
     out = tmp_path / "results"
-    args = _args(
+    args = bench_args(
         "--quick", "--seeds", "0", "--library", str(library), "--out", str(out),
         "--runs-dir", str(tmp_path / "runs"),
     )  # fmt: skip
@@ -109,7 +103,7 @@ def test_quick_bench_writes_results(tmp_path: Path) -> None:
 
 
 def test_learning_suite_requires_a_library_for_code_methods(tmp_path: Path) -> None:
-    args = _args(
+    args = bench_args(
         "learning", "--quick", "--methods", "c", "--out", str(tmp_path),
         "--runs-dir", str(tmp_path / "runs"),
     )  # fmt: skip
@@ -120,14 +114,14 @@ def test_learning_suite_requires_a_library_for_code_methods(tmp_path: Path) -> N
 @pytest.mark.integration
 def test_scripted_baseline_runs_merge_into_one_table(tmp_path: Path) -> None:
     for seed in ("0", "1"):
-        args = _args(
+        args = bench_args(
             "learning", "--quick", "--library", "scripted-baseline", "--methods", "c",
             "--seeds", seed, "--tag", f"c{seed}", "--out", str(tmp_path),
             "--runs-dir", str(tmp_path / "runs"),
         )  # fmt: skip
         assert run_bench(args) == 0
     files = [str(tmp_path / "learning_c0.json"), str(tmp_path / "learning_c1.json")]
-    assert run_bench(_args("--merge", *files, "--tag", "both", "--out", str(tmp_path))) == 0
+    assert run_bench(bench_args("--merge", *files, "--tag", "both", "--out", str(tmp_path))) == 0
 
     merged = json.loads((tmp_path / "learning_both.json").read_text())
     assert merged["config"]["seeds"] == [0, 1]

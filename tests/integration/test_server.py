@@ -17,7 +17,7 @@ from langgraph_sdk.client import SyncLangGraphClient
 
 from rlgpt.llm.local_server import URL_ENV, free_port
 from rlgpt.serve import serve_env
-from tests.helpers import coder_output, rl_plan
+from tests.helpers import coder_output, listening_sockets, rl_plan
 from tests.integration.servers import (
     GRAPH,
     GraphServer,
@@ -55,18 +55,8 @@ PLAN = rl_plan()
 
 
 def listen_addresses(port: int) -> set[str]:
-    """IPv4/IPv6 addresses with a listening TCP socket on `port` (from /proc/net)."""
-    found: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        path = Path(table)
-        if not path.exists():
-            continue
-        for line in path.read_text().splitlines()[1:]:
-            fields = line.split()
-            address, _, hex_port = fields[1].partition(":")
-            if fields[3] == "0A" and int(hex_port, 16) == port:
-                found.add(address)
-    return found
+    """IPv4/IPv6 addresses with a listening TCP socket on `port`."""
+    return {address for address, p in listening_sockets() if p == port}
 
 
 def test_rlgpt_serve_prints_the_studio_url_and_binds_loopback(tmp_path: Path) -> None:
