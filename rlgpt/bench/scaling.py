@@ -26,7 +26,7 @@ class ScalingConfig:
     """What the scaling suite times: `jobs` PPO runs per executor, `rounds` times."""
 
     jobs: int = described(4, "Learning runs per round: PPO on primitives, seeds 0..jobs-1.")
-    budget: int = described(20_000, "Env steps per run.")
+    budget: int = described(50_000, "Env steps per run.")
     observation: Literal["pixels", "symbolic"] = described(
         "symbolic", "The runs' observation (symbolic: MLP; pixels: CNN)."
     )

@@ -6,17 +6,23 @@ need a working endpoint. `qwen_server` runs the real default model (`qwen2.5-cod
 for the module that asks for it; a test reaches it by pointing RLGPT_LOCAL_LLM_URL at its
 `base_url`.
 
+`ray_cluster` is a two-node Ray cluster on loopback for the session, joined by this process.
+
 `postgres_url` is a private PostgreSQL cluster on 127.0.0.1 for the test module that asks
 for it; a machine without PostgreSQL fails those tests with what is missing.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from rlgpt.execution.ray_cluster import LOOPBACK_SWITCH, NICENESS, connect
 from rlgpt.llm.local_server import URL_ENV, LocalServer, LocalServerConfig, server_answers
+from tests.helpers import listening_sockets
 from tests.integration.postgres import PostgresUnavailable, running_postgres
 
 #: The model of the session server: small and fast.
@@ -68,3 +74,37 @@ def postgres_url() -> Iterator[str]:
             yield cluster.url
     except PostgresUnavailable as exc:
         pytest.fail(f"PostgreSQL is needed for these tests: {exc}")
+
+
+class RayCluster:
+    """The running two-node test cluster: its address, its nodes and the sockets it opened."""
+
+    def __init__(self, cluster: Any, opened: set[tuple[str, int]]) -> None:
+        self.cluster = cluster
+        self.address: str = cluster.address
+        self.opened = opened
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[RayCluster]:
+    """A real two-node Ray cluster on this machine (head and worker node of one CPU each),
+    every server on loopback; this process joins it. Needs the `ray` extra."""
+    # Before Ray is imported: every server on loopback, workers at normal priority.
+    os.environ[LOOPBACK_SWITCH] = "0"
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault(NICENESS, "0")
+    import ray
+    from ray.cluster_utils import Cluster
+
+    before = listening_sockets()
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
+    )
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        connect(cluster.address)
+        yield RayCluster(cluster, listening_sockets() - before)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()

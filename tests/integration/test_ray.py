@@ -1,6 +1,6 @@
 """RL jobs and benchmark runs as Ray tasks on a real two-node Ray cluster on this machine.
 
-The cluster is Ray's own multi-node test cluster (`ray.cluster_utils.Cluster`): a head and
+The cluster is Ray's own multi-node test cluster (`ray_cluster` in conftest.py): a head and
 a worker node of one CPU each, every server on loopback. The jobs are real SB3 training on
 the grid world of tests/plugins (and real Crafter for the benchmark), so a result that
 matches `local` is the same training, not a mock of it.
@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,22 +25,21 @@ from rlgpt.actions.library import ActionLibrary
 from rlgpt.bench.cli import run_bench
 from rlgpt.envs.base import load_adapter
 from rlgpt.execution import Job, JobNotStarted
-from rlgpt.execution.ray_cluster import LOOPBACK_SWITCH, NICENESS, connect
 from rlgpt.execution.ray_executor import RayExecutor
+from rlgpt.graph.builder import _dispatch
 from rlgpt.graph.context import Context
 from rlgpt.graph.schemas import Plan
 from rlgpt.graph.state import State
 from rlgpt.nodes.critic import EVAL_EPISODES_PER_JOB, evaluate
-from rlgpt.nodes.rl_trainer import SB3Trainer
 from rlgpt.tools.rl_job import RLJob
 from rlgpt.tools.rl_pipeline import train_policy
 from tests.helpers import (
     GRIDWORLD_PLAN,
     bench_args,
     fetch_code,
-    listening_sockets,
     scripted_context,
 )
+from tests.integration.conftest import RayCluster
 
 pytestmark = pytest.mark.integration
 
@@ -71,51 +69,20 @@ TWO_RL_STEPS: dict[str, Any] = {
 SETUP = {"code_actions": [], "shaping": [], "episode_length": 30, "start_after_previous": False}
 
 
-class TwoNodes:
-    """The running test cluster: its address, its nodes and the sockets it opened."""
-
-    def __init__(self, cluster: Any, opened: set[tuple[str, int]]) -> None:
-        self.cluster = cluster
-        self.address: str = cluster.address
-        self.opened = opened
-
-
-@pytest.fixture(scope="module")
-def two_nodes() -> Iterator[TwoNodes]:
-    # Before Ray is imported: every server on loopback, workers at normal priority.
-    os.environ[LOOPBACK_SWITCH] = "0"
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault(NICENESS, "0")
-    import ray
-    from ray.cluster_utils import Cluster
-
-    before = listening_sockets()
-    cluster = Cluster(
-        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
-    )
-    cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
-    try:
-        connect(cluster.address)
-        yield TwoNodes(cluster, listening_sockets() - before)
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-
-
-def test_the_cluster_listens_on_loopback_only(two_nodes: TwoNodes) -> None:
+def test_the_cluster_listens_on_loopback_only(ray_cluster: RayCluster) -> None:
     import ray
 
     assert len([n for n in ray.nodes() if n["Alive"]]) == 2
     # GCS, two raylets with their object managers, agents, workers: a dozen listeners.
-    assert len(two_nodes.opened) >= 6
-    assert {address for address, _ in two_nodes.opened} <= LOOPBACK
+    assert len(ray_cluster.opened) >= 6
+    assert {address for address, _ in ray_cluster.opened} <= LOOPBACK
 
 
 # ------------------------------------------------------------------ rl_trainer
 def _rl_trainer_graph() -> Any:
+    """The rl_trainer node alone, wrapped as the app's graph wraps it (stop signal, timeout)."""
     builder = StateGraph(State, context_schema=Context)
-    builder.add_node("rl_trainer", SB3Trainer())
+    builder.add_node("rl_trainer", _dispatch("rl_trainer"))
     builder.add_edge(START, "rl_trainer")
     builder.add_edge("rl_trainer", END)
     return builder.compile()
@@ -149,14 +116,14 @@ def _parameters(policy_path: str) -> dict[str, torch.Tensor]:
 
 
 def test_rl_trainer_trains_independent_steps_at_once_with_the_results_of_local(
-    two_nodes: TwoNodes, tmp_path: Path
+    ray_cluster: RayCluster, tmp_path: Path
 ) -> None:
     settings = {"env": "gridworld", "rl_timesteps": 2048, "rl_n_steps": 64, "seed": 3}
     local, _ = _train_two_steps(tmp_path / "local", scripted_context(tmp_path, **settings))
     started = time.monotonic()
     remote, events = _train_two_steps(
         tmp_path / "ray",
-        scripted_context(tmp_path, executor="ray", ray_address=two_nodes.address, **settings),
+        scripted_context(tmp_path, executor="ray", ray_address=ray_cluster.address, **settings),
     )
     print(f"two 2,048-step jobs on ray: {time.monotonic() - started:.1f} s")
     assert not local["errors"] and not remote["errors"]
@@ -179,9 +146,28 @@ def test_rl_trainer_trains_independent_steps_at_once_with_the_results_of_local(
     assert all(e["env_steps"] == 2048 for e in finals)
 
 
+def test_a_node_timeout_stops_the_remote_training_and_keeps_both_policies(
+    ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    ctx = scripted_context(
+        tmp_path, env="gridworld", rl_timesteps=5_000_000, rl_n_steps=64, node_timeout=8.0,
+        executor="ray", ray_address=ray_cluster.address,
+    )  # fmt: skip
+    started = time.monotonic()
+    update, events = _train_two_steps(tmp_path / "run", ctx)
+    took = time.monotonic() - started
+    assert [r["subaction"] for r in update["rl_runs"]] == ["get_key", "get_gem"]
+    for run in update["rl_runs"]:
+        assert run["stopped_early"] and 0 < run["env_steps"] < 5_000_000
+        assert Path(run["policy_path"]).exists()
+    assert set(update["library"]) == {"get_key_policy", "get_gem_policy"}
+    assert took < 90, f"the step took {took:.0f} s with a node timeout of 8 s"
+    assert len({e["node"] for e in events if e.get("event") == "job_started"}) == 2
+
+
 # ------------------------------------------------------------------ critic
 def test_a_large_evaluation_is_split_over_the_nodes_with_the_same_result(
-    two_nodes: TwoNodes, tmp_path: Path
+    ray_cluster: RayCluster, tmp_path: Path
 ) -> None:
     library = ActionLibrary(tmp_path / "library")
     library.add_code("get_key", fetch_code("key"), max_steps=60)
@@ -196,25 +182,27 @@ def test_a_large_evaluation_is_split_over_the_nodes_with_the_same_result(
     local = evaluate(state, scripted_context(tmp_path, **settings), plan)
     remote = evaluate(
         state,
-        scripted_context(tmp_path, executor="ray", ray_address=two_nodes.address, **settings),
+        scripted_context(tmp_path, executor="ray", ray_address=ray_cluster.address, **settings),
         plan,
     )
     assert remote["episodes"] == local["episodes"] == 25 > 2 * EVAL_EPISODES_PER_JOB
     assert remote["episode_results"] == local["episode_results"]
     assert remote["subaction_success"] == local["subaction_success"]
     assert remote["env_steps"] == local["env_steps"] > 0
-    assert remote["task_success_rate"] == local["task_success_rate"] > 0
+    # The key is fetched by code; the door has no policy here, so the gem is never reached.
+    assert remote["subaction_success"]["get_key"] > 0
+    assert remote["task_success_rate"] == local["task_success_rate"] == 0
 
 
 # ------------------------------------------------------------------- bench
 def test_a_learning_suite_fans_out_over_the_nodes_into_one_table(
-    two_nodes: TwoNodes, tmp_path: Path
+    ray_cluster: RayCluster, tmp_path: Path
 ) -> None:
     out = tmp_path / "results"
     args = bench_args(
         "learning", "--quick", "--observation", "symbolic", "--methods", "a,b",
         "--seeds", "0,1", "--library", "scripted-baseline", "--executor", "ray",
-        "--ray-address", two_nodes.address, "--out", str(out),
+        "--ray-address", ray_cluster.address, "--out", str(out),
         "--runs-dir", str(tmp_path / "runs"),
     )  # fmt: skip
     assert run_bench(args) == 0
@@ -251,9 +239,9 @@ def _grid_job(out: Path, timesteps: int, seed: int = 0) -> RLJob:
 
 
 def test_a_job_on_a_lost_node_finishes_on_another_from_its_checkpoint(
-    two_nodes: TwoNodes, tmp_path: Path
+    ray_cluster: RayCluster, tmp_path: Path
 ) -> None:
-    cluster = two_nodes.cluster
+    cluster = ray_cluster.cluster
     extra = cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     budget = 12_000
@@ -274,7 +262,7 @@ def test_a_job_on_a_lost_node_finishes_on_another_from_its_checkpoint(
             cluster.remove_node(extra)
             removed.append(job)
 
-    outcomes = RayExecutor(two_nodes.address).run(jobs, on_progress=on_progress)
+    outcomes = RayExecutor(ray_cluster.address).run(jobs, on_progress=on_progress)
     assert removed, f"no job ran on the extra node: {started_on}"
     (moved,) = removed
     outcome = next(o for o in outcomes if o.key == moved)
@@ -287,7 +275,7 @@ def test_a_job_on_a_lost_node_finishes_on_another_from_its_checkpoint(
 
 
 def test_stopping_a_run_stops_its_remote_training_and_keeps_the_policy(
-    two_nodes: TwoNodes, tmp_path: Path
+    ray_cluster: RayCluster, tmp_path: Path
 ) -> None:
     budget = 2_000_000
     job = Job("long", train_policy, (_grid_job(tmp_path / "long", budget),))
@@ -300,7 +288,7 @@ def test_stopping_a_run_stops_its_remote_training_and_keeps_the_policy(
         if event.get("event") == "rl_progress" and not asked:
             asked.append(time.monotonic())
 
-    (outcome,) = RayExecutor(two_nodes.address).run(
+    (outcome,) = RayExecutor(ray_cluster.address).run(
         [job], on_progress=on_progress, should_stop=should_stop
     )
     stopped_after = time.monotonic() - asked[0]
@@ -323,16 +311,16 @@ def ignore_the_stop(
     return "finished"
 
 
-def test_a_job_that_ignores_the_stop_is_cancelled_after_the_grace(two_nodes: TwoNodes) -> None:
+def test_a_job_that_ignores_the_stop_is_cancelled_after_the_grace(ray_cluster: RayCluster) -> None:
     import ray
 
     started = time.monotonic()
-    (outcome,) = RayExecutor(two_nodes.address, stop_grace=1.0).run(
+    (outcome,) = RayExecutor(ray_cluster.address, stop_grace=1.0).run(
         [Job("stubborn", ignore_the_stop, (300.0,))], should_stop=lambda: True
     )
     assert isinstance(outcome.error, JobNotStarted)
     seen: list[dict[str, Any]] = []
-    (outcome,) = RayExecutor(two_nodes.address, stop_grace=1.0).run(
+    (outcome,) = RayExecutor(ray_cluster.address, stop_grace=1.0).run(
         [Job("stubborn", ignore_the_stop, (300.0,))],
         on_progress=seen.append,
         should_stop=lambda: bool([e for e in seen if e["event"] == "rl_progress"]),

@@ -15,9 +15,11 @@ import pytest
 from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 
+from rlgpt.execution.ray_cluster import LOOPBACK_SWITCH
 from rlgpt.llm.local_server import URL_ENV, free_port
 from rlgpt.serve import serve_env
 from tests.helpers import coder_output, listening_sockets, rl_plan
+from tests.integration.conftest import RayCluster
 from tests.integration.servers import (
     GRAPH,
     GraphServer,
@@ -84,7 +86,9 @@ def test_rlgpt_serve_prints_the_studio_url_and_binds_loopback(tmp_path: Path) ->
 def server(local_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GraphServer]:
     """One graph server for the module, reusing the session's local model server."""
     directory = tmp_path_factory.mktemp("graph-server")
-    with graph_server(directory, {URL_ENV: os.environ[URL_ENV]}) as running:
+    # The switch keeps a Ray driver in the server on loopback, where the test cluster is.
+    env = {URL_ENV: os.environ[URL_ENV], LOOPBACK_SWITCH: "0"}
+    with graph_server(directory, env) as running:
         print(f"langgraph dev answered after {running.start_seconds:.1f}s")
         yield running
     assert running.process.poll() is not None
@@ -297,6 +301,35 @@ def test_time_travel_forks_a_thread_with_an_edited_plan(
 def _curve(run_dir: str, step: str) -> Path | None:
     found = sorted((Path(run_dir) / "rl" / f"{step}_1").glob("*.curve.json"))
     return found[0] if found else None
+
+
+def test_remote_training_streams_its_progress_through_the_server(
+    server: GraphServer, client: SyncLangGraphClient, runs_dir: str, ray_cluster: RayCluster
+) -> None:
+    context = {**SMALL, "runs_dir": runs_dir, "executor": "ray", "ray_address": ray_cluster.address}
+    thread_id = prepare_thread(client, GRAPH, context, rl_plan("remote_job", "Trained on Ray."))
+    progress: list[dict[str, Any]] = []
+    for part in client.runs.stream(
+        thread_id, GRAPH, input=None, context=context, stream_mode=["custom"],
+        interrupt_after=["rl_trainer"],
+    ):  # fmt: skip
+        if part.event == "custom" and part.data.get("event") in ("rl_progress", "job_started"):
+            progress.append(part.data)
+    # The job ran as a Ray task on one of the cluster's nodes, and said so as it went.
+    nodes = {e["node"] for e in progress}
+    assert len(nodes) == 1 and nodes <= {n["NodeID"] for n in ray_nodes()}
+    finals = [e for e in progress if e.get("final")]
+    assert len(finals) == 1 and finals[0]["job"] == "remote_job"
+    assert finals[0]["env_steps"] == SMALL["rl_timesteps"]
+    (run,) = state_of(client, thread_id)["values"]["rl_runs"]
+    assert run["env_steps"] == SMALL["rl_timesteps"] and Path(run["policy_path"]).exists()
+
+
+def ray_nodes() -> list[dict[str, Any]]:
+    """The nodes of the Ray cluster this process joined."""
+    import ray
+
+    return list(ray.nodes())
 
 
 @pytest.mark.faults
