@@ -94,7 +94,8 @@ class RayExecutor:
 
     A job whose worker or node is lost is started again elsewhere (up to `job.retries`
     times) and continues from what it saved. Once `should_stop` is True, the jobs are asked
-    to stop and save; a job still running `stop_grace` seconds later is cancelled.
+    to stop and save; a job still running `stop_grace` seconds later is interrupted, and
+    one still running after twice that has its worker process ended.
     """
 
     name: ExecutorName = "ray"
@@ -157,7 +158,7 @@ class RayExecutor:
 
         pending = list(refs)
         stop_asked: float | None = None
-        cancelled = False
+        cancelled = 0  # 1: interrupted, 2: worker processes ended
         try:
             while pending:
                 done, pending = ray.wait(pending, num_returns=1, timeout=POLL_SECONDS)
@@ -173,15 +174,17 @@ class RayExecutor:
                     log.info("ray_jobs_stopping", jobs=len(pending))
                     ray.get(channel.request_stop.remote())
                     stop_asked = time.monotonic()
-                if (
-                    stop_asked is not None
-                    and not cancelled
-                    and time.monotonic() - stop_asked > self.stop_grace
-                ):
+                waited = time.monotonic() - stop_asked if stop_asked is not None else 0.0
+                if cancelled < 1 and waited > self.stop_grace:
                     # The jobs did not stop in time: interrupt them (their checkpoints stay).
                     for ref in pending:
                         ray.cancel(ref, force=False)
-                    cancelled = True
+                    cancelled = 1
+                elif cancelled < 2 and waited > 2 * self.stop_grace:
+                    # Still running (the interrupt can be ignored): end their worker processes.
+                    for ref in pending:
+                        ray.cancel(ref, force=True)
+                    cancelled = 2
         except BaseException:
             # Interrupted here (Ctrl-C): the remote jobs must not train on unattended.
             ray.get(channel.request_stop.remote())

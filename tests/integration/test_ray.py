@@ -325,7 +325,9 @@ def test_a_job_that_ignores_the_stop_is_cancelled_after_the_grace(ray_cluster: R
         on_progress=seen.append,
         should_stop=lambda: bool([e for e in seen if e["event"] == "rl_progress"]),
     )
-    assert isinstance(outcome.error, ray.exceptions.TaskCancelledError)
+    # Interrupted after the grace, or (when the interrupt is ignored) its worker ended.
+    ended = (ray.exceptions.TaskCancelledError, ray.exceptions.WorkerCrashedError)
+    assert isinstance(outcome.error, ended), outcome
     assert time.monotonic() - started < 60
 
 
