@@ -37,6 +37,9 @@ def _add_context_flags(parser: argparse.ArgumentParser) -> None:
         flag = "--" + name.replace("_", "-")
         help_text = f"{info.description} (default: {info.default!r})"
         hint = info.annotation
+        optional = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(optional) == 1 and len(typing.get_args(hint)) == 2:
+            hint = optional[0]  # `int | None`: the flag gives the int
         if hint is bool:
             group.add_argument(
                 flag, dest=name, action=argparse.BooleanOptionalAction, help=help_text

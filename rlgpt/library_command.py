@@ -95,6 +95,7 @@ def summary(entry: LibraryEntry) -> dict[str, Any]:
     reuse = entry.reuse
     return {
         "name": entry.name,
+        "kind": entry.kind,
         "version": entry.version,
         "versions": entry.versions(),
         "predicate": entry.predicate.describe() if entry.predicate else "",
@@ -109,23 +110,24 @@ def summary(entry: LibraryEntry) -> dict[str, Any]:
 def _list(root: Path, as_json: bool) -> int:
     # Listing must not create the folder (SharedLibrary would): a missing one is empty.
     entries = SharedLibrary(root).library.entries() if (root / MANIFEST).exists() else []
-    rows = [summary(e) for e in entries if e.kind == "code"]
+    rows = [summary(e) for e in entries]
     log.debug("library_listed", root=str(root), actions=len(rows))
     if as_json:
         _write_json(rows)
         return 0
     console = _stdout()
     if not rows:
-        console.print(f"No shared code actions in {escape(str(root))}.")
+        console.print(f"No shared actions in {escape(str(root))}.")
         return 0
-    table = Table(title=f"Shared code actions in {escape(str(root))}")
+    table = Table(title=f"Shared actions in {escape(str(root))}")
     table.add_column("name", no_wrap=True)  # names are what `show` and `rm` take: never cut
-    for column in ("version", "done when", "check", "reused / tried", "description"):
+    for column in ("kind", "version", "done when", "check", "reused / tried", "description"):
         table.add_column(column)
     for row in rows:
         rate = row["success_rate"]
         table.add_row(
             row["name"],
+            row["kind"],
             str(row["version"]),
             row["predicate"],
             "-" if rate is None else f"{rate:.0%}",
@@ -139,12 +141,19 @@ def _list(root: Path, as_json: bool) -> int:
 def details(shared: SharedLibrary, name: str, version: int | None = None) -> dict[str, Any]:
     """Everything `show` prints about an action."""
     entry = shared.library.get(name)
-    if entry.kind != "code":
-        raise LibraryError(f"{name!r} is a policy, not a code action")
+    if entry.kind == "code":
+        source = shared.library.source(name, version)
+    else:
+        # A policy has no source; what it calls does (the code actions in its bundle).
+        calls = ", ".join(entry.action_names) or "primitives only"
+        policy = shared.library.file(name, version)
+        source = f"# SB3 {entry.algo} policy on {entry.observation}: {policy}\n"
+        source += f"# its actions beside the primitives: {calls}\n"
+        source += "\n".join(f"# --- {n}\n{code}" for n, code in entry.bundle.items())
     return {
         **summary(entry),
         "shown_version": version or entry.version,
-        "source": shared.library.source(name, version),
+        "source": source,
         "subaction": entry.subaction,
         "origin": entry.origin,
         "check": entry.check,

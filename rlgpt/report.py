@@ -131,6 +131,8 @@ def render_markdown(
     ]
     evaluations = state.get("evaluations", [])
     out += _result_section(state, context["env"])
+    out += _final_section(state, context["env"])
+    out += _curriculum_section(state)
     out += _plan_section(state)
     out += _code_section(state, folder)
     out += _rl_section(state)
@@ -194,6 +196,50 @@ def _result_section(state: dict[str, Any], env: str) -> list[str]:
         f"{score}mean episode length {last['mean_length']:.0f}.",
         "",
     ]
+
+
+def _final_section(state: dict[str, Any], env: str) -> list[str]:
+    """The final whole-game agent of an open-ended task: its episodes' rates and score."""
+    final = state.get("final_policy")
+    if not final:
+        return []
+    kind = "RL policy" if final["mode"] == "rl" else "code actions alone (no RL)"
+    actions = ", ".join(f"`{a}`" for a in final["action_names"]) or "none"
+    used = sum(int(v) for v in state.get("env_steps", {}).values())
+    out = [
+        "## Final whole-game agent",
+        "",
+        f"{kind}; actions beside the primitives: {actions}.",
+        "",
+        f"{env} score **{final['score']:.2f}** over its {final['episodes']} episodes "
+        f"({final['env_steps']:,} env steps; the whole run took {used:,})"
+        + (", stopped early" if final["stopped_early"] else "")
+        + ".",
+        "",
+        "| achievement | episodes |",
+        "|---|---|",
+    ]
+    out += [f"| {name} | {rate:.0%} |" for name, rate in final["achievements"].items() if rate]
+    return [*out, ""]
+
+
+def _curriculum_section(state: dict[str, Any]) -> list[str]:
+    """The curriculum's rounds: what each kept, added and aimed at."""
+    rounds = state.get("curriculum") or []
+    if not rounds:
+        return []
+    out = [
+        "## Curriculum",
+        "",
+        "| round | targets | new steps | kept steps | missed before |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rounds:
+        out.append(
+            f"| {r['round']} | {', '.join(r['targets']) or '-'} | {', '.join(r['added'])} | "
+            f"{len(r['kept'])} | {', '.join(r['missed']) or '-'} |"
+        )
+    return [*out, ""]
 
 
 def _achievement_section(evaluations: list[dict[str, Any]]) -> list[str]:

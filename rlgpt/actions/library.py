@@ -132,6 +132,15 @@ class LibraryEntry(BaseModel):
     reuse: ReuseStats | None = Field(
         default=None, description="How later runs reused it (shared library only)."
     )
+    shared_from: tuple[str, int] | None = Field(
+        default=None,
+        description="The shared library's entry (name, version) this one was copied from.",
+    )
+    bundle: dict[str, str] = Field(
+        default_factory=dict,
+        description="Sources of the code actions a shared policy calls, by the names its "
+        "action space uses (shared library only).",
+    )
 
     def versions(self) -> list[int]:
         """Every stored version, oldest first."""
@@ -289,6 +298,10 @@ class ActionLibrary:
         max_steps: int = 400,
         algo: str = "ppo",
         observation: str = "symbolic",
+        check: dict[str, Any] | None = None,
+        origin: str = "",
+        bundle: dict[str, str] | None = None,
+        shared_from: tuple[str, int] | None = None,
     ) -> LibraryEntry:
         """Copy a trained SB3 policy zip into the library.
 
@@ -302,6 +315,10 @@ class ActionLibrary:
             max_steps: Env steps one call may take.
             algo: `ppo` or `maskable_ppo`.
             observation: Observation the policy was trained on.
+            check: How it did where it was judged (the critic's evaluation).
+            origin: Where it came from (trained in this run, reused from the shared library).
+            bundle: Sources of the code actions it calls (a shared library's entry).
+            shared_from: The shared entry (name, version) it is a copy of.
         """
         src = Path(policy_file)
         if not src.exists():
@@ -320,6 +337,10 @@ class ActionLibrary:
             max_steps=max_steps,
             algo=algo,
             observation=observation,
+            check=check,
+            origin=origin,
+            bundle=dict(bundle or {}),
+            shared_from=shared_from,
             **inherited,
         )
         atomic_copy(src, self.root / entry.path)
@@ -515,6 +536,47 @@ class SharedLibrary:
                 check={k: check[k] for k in ("success_rate", "episodes") if k in check},
                 origin="published by a run whose check it passed",
             )
+
+    @staticmethod
+    def policy_key(predicate: Predicate) -> str:
+        """The entry name of a policy reaching `predicate` (beside a code action's)."""
+        return f"{SharedLibrary.key(predicate)}_policy"
+
+    def find_policy(self, predicate: Predicate, observation: str) -> LibraryEntry | None:
+        """The stored policy reaching `predicate` that sees `observation`, if any."""
+        name = self.policy_key(predicate)
+        if name not in self.library:
+            return None
+        entry = self.library.get(name)
+        if entry.kind != "policy" or entry.predicate != predicate:
+            return None
+        return entry if entry.observation == observation else None
+
+    def publish_policy(self, entry: LibraryEntry, bundle: dict[str, str]) -> bool:
+        """Store a run's policy that passed its evaluation (`entry.check`), with the sources
+        of the code actions it calls, unless the stored one did at least as well."""
+        if entry.predicate is None:
+            return False
+        rate = float((entry.check or {}).get("success_rate", 0.0))
+        with self._locked():
+            old = self.find_policy(entry.predicate, entry.observation)
+            if old is not None and float((old.check or {}).get("success_rate", 0.0)) >= rate:
+                return False
+            self.library.add_policy(
+                self.policy_key(entry.predicate),
+                entry.path,
+                predicate=entry.predicate,
+                action_names=entry.action_names,
+                subaction=entry.predicate.describe(),
+                description=entry.description,
+                max_steps=entry.max_steps,
+                algo=entry.algo,
+                observation=entry.observation,
+                check=entry.check,
+                origin="published by a run whose evaluation it passed",
+                bundle=bundle,
+            )
+        return True
 
     def record_reuse(
         self, name: str, version: int, success_rate: float, similarity: float | None, reused: bool

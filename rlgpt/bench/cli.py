@@ -62,12 +62,13 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--methods",
-        help="Learning methods: a = PPO primitives, b = PPO + code actions, c = code actions "
-        "alone, d = full planner/coder/RL/critic loop (default: a,b,c with --library, else a).",
+        help="Learning methods: a = PPO primitives, b = PPO + code actions, c = the model's "
+        "code-only agent (no RL), d = full planner/coder/RL/critic loop, r = a library's code "
+        "actions round-robin (default: a,b,r with --library, else a).",
     )
     parser.add_argument(
         "--library",
-        help="Action-library directory for methods b and c, or `scripted-baseline` for the "
+        help="Action-library directory for methods b and r, or `scripted-baseline` for the "
         "hand-written library of rlgpt/bench/baseline_library.py (reported as such).",
     )
     parser.add_argument(
@@ -95,12 +96,12 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         help="Let code actions read the full map (marked in every table; default off).",
     )
     parser.add_argument(
-        "--graph-task", default="crafter:score", help="Task of the full-loop run (method d)."
+        "--graph-task", default="crafter:score", help="Task of the graph runs (methods c and d)."
     )
     parser.add_argument(
         "--graph-context",
         type=Path,
-        help="JSON file of extra Context fields for method d (models, loop budgets, ...).",
+        help="JSON file of extra Context fields for methods c and d (models, loop budgets, ...).",
     )
     parser.add_argument(
         "--ppo-steps", type=int, help="Env steps of each PPO throughput run (default 20,000)."
@@ -250,7 +251,7 @@ def run_learning_suite(args: argparse.Namespace) -> dict[str, Path]:
         budget_name=budget_name,
         observation=args.observation or "pixels",
         seeds=_ints(args.seeds or "0"),
-        methods=_names(args.methods or ("a,b,c" if args.library else "a")),
+        methods=_names(args.methods or ("a,b,r" if args.library else "a")),
         episode_length=episode_length,
         library=_library_dir(args.library),
         code_actions=_names(args.code_actions),

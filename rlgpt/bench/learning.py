@@ -1,4 +1,5 @@
-"""Learning suite: PPO, PPO + code actions, code actions alone and the full loop on Crafter."""
+"""Learning suite on Crafter: PPO, PPO + code actions, the model's code-only agent, the full
+loop, and a given library's code actions alone."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from rlgpt.bench.learning_config import METHODS, LearningConfig
+from rlgpt.bench.learning_config import LIBRARY_METHODS, METHODS, LearningConfig
 from rlgpt.bench.learning_runs import run_code_actions, run_full_loop, train_ppo
 from rlgpt.bench.score import mean_and_spread
 from rlgpt.bench.writers import git_state
@@ -114,9 +115,9 @@ def run_learning(
     config.validate()
     names: list[str] = []
     sources: dict[str, str] = {}
-    if {"b", "c"} & set(config.methods):
+    if set(LIBRARY_METHODS) & set(config.methods):
         if config.library is None:
-            raise ValueError("methods b and c need an action library: pass --library DIR")
+            raise ValueError("methods b and r need an action library: pass --library DIR")
         names = code_action_names(config.library, config.code_actions)
         config.code_actions = names
         config.library_origin = config.library_origin or library_origin(config.library)
@@ -192,7 +193,7 @@ def run_learning(
 def method_label(config: LearningConfig, key: str) -> str:
     """A method's label in the tables, marking a scripted library as such."""
     label = METHODS[key]
-    if key in ("b", "c") and "scripted baseline" in config.library_origin:
+    if key in LIBRARY_METHODS and "scripted baseline" in config.library_origin:
         label += " [scripted baseline library]"
     return label
 
@@ -246,9 +247,9 @@ def run_method(
         return train_ppo(config, seed, [], algo, out, on_progress)
     if key == "b":
         return train_ppo(config, seed, names, algo, out, on_progress)
-    if key == "c":
+    if key == "r":
         return run_code_actions(config, seed, names, out)
-    return run_full_loop(config, seed, out)
+    return run_full_loop(config, seed, out, key)
 
 
 def summarise_method(key: str, label: str, observation: str, runs: list[dict[str, Any]]) -> dict:
@@ -267,7 +268,7 @@ def summarise_method(key: str, label: str, observation: str, runs: list[dict[str
         "achievements_mean": {
             a: sum(r["achievements"][a] for r in runs) / len(runs) for a in runs[0]["achievements"]
         },
-        "note": runs[0].get("note", "") if key in ("c", "d") else "",
+        "note": runs[0].get("note", "") if key in ("c", "d", "r") else "",
         "runs": runs,
     }
 

@@ -10,9 +10,13 @@ from rlgpt.bench.config_fields import described
 METHODS: dict[str, str] = {
     "a": "PPO, primitives only",
     "b": "PPO, primitives + code actions",
-    "c": "code actions alone (round-robin, no RL)",
+    "c": "the model's code-only agent (its planner's curriculum, code actions alone, no RL)",
     "d": "full planner/coder/RL/critic loop",
+    "r": "code actions alone (round-robin over a given library, no RL)",
 }
+
+#: Methods that need an action library (`library`).
+LIBRARY_METHODS = ("b", "r")
 
 #: What each protocol's policy observes, as every table names it.
 OBSERVATIONS: dict[str, str] = {
@@ -44,11 +48,11 @@ class LearningConfig:
         ENV_SEED_STRIDE, "Run seed s trains on env seeds s * stride + i (disjoint per seed)."
     )
     methods: list[str] = field(
-        default_factory=lambda: ["a", "b", "c"],
-        metadata={"description": "Methods to run: a, b, c, d."},
+        default_factory=lambda: ["a", "b", "r"],
+        metadata={"description": "Methods to run: a, b, c, d, r."},
     )
     episode_length: int = described(10_000, "Env steps per episode (Crafter's standard 10,000).")
-    library: str | None = described(None, "Action-library directory for methods b and c.")
+    library: str | None = described(None, "Action-library directory for methods b and r.")
     library_origin: str = described("", "Where the library comes from (shown in every table).")
     code_actions: list[str] = field(
         default_factory=list,
@@ -69,10 +73,10 @@ class LearningConfig:
     executor: Literal["local", "ray"] = described(
         "local", "Where the runs ran: 'local' one after another, 'ray' at once as Ray tasks."
     )
-    graph_task: str = described("crafter:score", "Task of the full-loop run (method d).")
+    graph_task: str = described("crafter:score", "Task of the graph runs (methods c and d).")
     graph_context: dict[str, Any] = field(
         default_factory=dict,
-        metadata={"description": "Extra Context fields of the full-loop run (models, loops)."},
+        metadata={"description": "Extra Context fields of the graph runs (models, loops)."},
     )
 
     def env_seed(self, seed: int) -> int:

@@ -1,4 +1,5 @@
-"""One run of each learning method: PPO (a, b), code actions alone (c), the full loop (d)."""
+"""One run of each learning method: PPO (a, b), the graph (c: code only, d: the full loop) and a
+given library's code actions alone (r)."""
 
 from __future__ import annotations
 
@@ -120,10 +121,10 @@ def train_ppo(
     )
 
 
-# ----------------------------------------------------------------------- (c)
+# ----------------------------------------------------------------------- (r)
 @dataclass
 class CodeOnlyLog:
-    """Method c's resumable state: its finished episodes and counters, in `out`."""
+    """Method r's resumable state: its finished episodes and counters, in `out`."""
 
     out: Path
 
@@ -154,7 +155,7 @@ def _code_only_worker(config: LearningConfig, names: list[str], seed: int, out: 
     from rlgpt.envs.base import EnvSettings, resolve_task
 
     if config.library is None:
-        raise ValueError("method c needs an action library (--library)")
+        raise ValueError("method r needs an action library (--library)")
     settings = EnvSettings(episode_length=config.episode_length, privileged=config.privileged)
     env = make_options_env(
         "crafter",
@@ -198,7 +199,7 @@ def _code_only_worker(config: LearningConfig, names: list[str], seed: int, out: 
         note = "no episode finished within the budget; rates from the unfinished episode"
     env.close()
     return run_summary(
-        "c",
+        "r",
         seed,
         episodes,
         state["total"],
@@ -216,7 +217,7 @@ def _code_only_worker(config: LearningConfig, names: list[str], seed: int, out: 
 def run_code_actions(
     config: LearningConfig, seed: int, names: list[str], out: Path
 ) -> dict[str, Any]:
-    """Method c in a forkserver worker process (see `_code_only_worker`)."""
+    """Method r in a forkserver worker process (see `_code_only_worker`)."""
     from rlgpt.actions.worker import prepare_forkserver
 
     prepare_forkserver()
@@ -226,14 +227,24 @@ def run_code_actions(
         return dict(future.result())
 
 
-# ----------------------------------------------------------------------- (d)
-def run_full_loop(config: LearningConfig, seed: int, out: Path) -> dict[str, Any]:
+# ------------------------------------------------------------------- (c), (d)
+#: What each graph method changes in the run's context.
+GRAPH_METHODS: dict[str, dict[str, Any]] = {
+    "c": {"allow_rl": False, "final_policy": "code"},
+    "d": {},
+}
+
+
+def run_full_loop(config: LearningConfig, seed: int, out: Path, method: str = "d") -> dict:
     """The compiled graph with the configured models under a run-wide env-step budget.
 
     Every env step the run takes counts: the coder's code checks, the RL jobs with their
-    preludes and the critic's evaluations. The rates are those of the last evaluation's
-    held-out episodes, which stop at the first failed sub-action: another protocol than the
-    training-episode rates of a, b and c, and the row says so.
+    preludes, the critic's evaluations and the final whole-game agent. On an open-ended task
+    the rates are those of the final agent's episodes (the standard protocol's rates over
+    the episodes of the budget, with the loop's steps spent before them); without a final
+    agent, those of the last evaluation's held-out episodes, which stop at the first failed
+    sub-action (another protocol, and the row says so). Method c is the same graph with
+    every step coded and the plan's actions playing the final episodes (no RL).
     """
     from langchain_core.runnables import RunnableConfig
 
@@ -251,23 +262,71 @@ def run_full_loop(config: LearningConfig, seed: int, out: Path) -> dict[str, Any
         "runs_dir": str(out / "runs"),
         "gif": False,
         "code_action_max_steps": config.code_action_max_steps,
+        "final_episode_length": config.episode_length,
         **config.graph_context,
+        **GRAPH_METHODS[method],
     }
     ctx = Context.from_mapping(values)
     started = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
     # A checkpointed thread: a killed run continues from its last finished node (and its RL
     # job from its last saved policy) when the suite is started again.
-    run: RunnableConfig = {"configurable": {"thread_id": f"d_seed{seed}"}, "recursion_limit": 200}
+    thread = f"{method}_seed{seed}"
+    run: RunnableConfig = {"configurable": {"thread_id": thread}, "recursion_limit": 200}
     with open_checkpointer(str(out / "checkpoints.sqlite")) as saver:
         graph = builder.compile(checkpointer=saver)
         begun = bool(graph.get_state(run).values)
         graph.invoke(None if begun else {"task": config.graph_task}, run, context=ctx)
         snapshot = graph.get_state(run)
         if snapshot.next:
-            raise RuntimeError(f"the full loop stopped before its end (at {snapshot.next})")
+            raise RuntimeError(f"the graph run stopped before its end (at {snapshot.next})")
         final = snapshot.values
     wall = time.monotonic() - started
+    parts = {k: int(v) for k, v in final.get("env_steps", {}).items()}
+    used = sum(parts.values())
+    episodes, note = graph_episodes(final)
+    # A resumed thread's earlier attempts left no time: say so rather than under-report.
+    summary = run_summary(
+        method, seed, episodes, used, wall, resumes=int(begun), wall_time_complete=not begun
+    )
+    rl_runs = list(final.get("rl_runs", []))
+    return {
+        **summary,
+        "env_seeds": f"{first}+ (held-out evaluation {ctx.eval_seed}+)",
+        "env_steps_by_part": parts,
+        "run_dir": str(final.get("run_dir", "")),
+        "rl_jobs": len(rl_runs),
+        "evaluations": len(final.get("evaluations", [])),
+        "curriculum": [
+            {k: r[k] for k in ("round", "targets", "added", "missed")}
+            for r in final.get("curriculum", [])
+        ],
+        "final_actions": (final.get("final_policy") or {}).get("action_names", []),
+        "usage": final.get("usage", {}),
+        "task": config.graph_task,
+        "context": ctx.as_dict(),
+        "note": f"{note}; {len(rl_runs)} RL job(s); env steps: "
+        + ", ".join(f"{k} {v:,}" for k, v in sorted(parts.items())),
+    }
+
+
+def graph_episodes(final: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    """The episodes a graph run's rates come from, and where they come from in words."""
+    agent = final.get("final_policy")
+    if agent:
+        kind = "RL policy" if agent["mode"] == "rl" else "plan's code actions"
+        episodes = [
+            {
+                "length": int(e["length"]),
+                "env_steps_total": e.get("env_steps_total"),
+                "achievements": sorted(e["achievements"]),
+            }
+            for e in agent["episode_results"]
+        ]
+        return episodes, (
+            f"rates over the {len(episodes)} episodes of the final whole-game agent ({kind}, "
+            f"{agent['env_steps']:,} env steps), after the loop's steps"
+        )
     evaluations = final.get("evaluations", [])
     last = evaluations[-1] if evaluations else {}
     episodes = [
@@ -280,23 +339,7 @@ def run_full_loop(config: LearningConfig, seed: int, out: Path) -> dict[str, Any
         }
         for e in last.get("episode_results", [])
     ]
-    parts = {k: int(v) for k, v in final.get("env_steps", {}).items()}
-    used = sum(parts.values())
-    # A resumed thread's earlier attempts left no time: say so rather than under-report.
-    summary = run_summary(
-        "d", seed, episodes, used, wall, resumes=int(begun), wall_time_complete=not begun
+    return episodes, (
+        f"rates over the last evaluation's {len(episodes)} held-out episodes (each stops at "
+        "its first failed sub-action)"
     )
-    rl_runs = list(final.get("rl_runs", []))
-    return {
-        **summary,
-        "env_seeds": f"{first}+ (held-out evaluation {ctx.eval_seed}+)",
-        "env_steps_by_part": parts,
-        "run_dir": str(final.get("run_dir", "")),
-        "rl_jobs": len(rl_runs),
-        "evaluations": len(evaluations),
-        "task": config.graph_task,
-        "context": ctx.as_dict(),
-        "note": f"{len(rl_runs)} RL job(s); rates over the last evaluation's "
-        f"{len(episodes)} held-out episodes (each stops at its first failed sub-action); env "
-        "steps: " + ", ".join(f"{k} {v:,}" for k, v in sorted(parts.items())),
-    }

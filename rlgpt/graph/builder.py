@@ -1,4 +1,5 @@
-"""Graph wiring: start, planner, review_plan, coder, rl_trainer, critic (loops), report."""
+"""Graph wiring: start, planner, review_plan, coder, rl_trainer, critic (loops), final_policy,
+report."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import contextlib
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +23,8 @@ from rlgpt.graph.node_plugins import Role, node_plugin
 from rlgpt.graph.review import review_plan
 from rlgpt.graph.state import InputState, OutputState, State
 from rlgpt.logging import get_logger
+from rlgpt.nodes.common import open_ended
+from rlgpt.nodes.final_policy import final_policy
 from rlgpt.report import write_report
 
 log = get_logger("graph")
@@ -50,16 +54,22 @@ STOP_GRACE_SECONDS = 120.0
 
 
 def _dispatch(role: Role) -> RunnableLambda[State, dict[str, Any]]:
-    """A node that runs the plugin the run's context chooses for `role`.
-
-    The plugin is sync. Each step gets a stop signal (`rlgpt.cancel`) that is set
-    when the step runs past `node_timeout` or, in async runs (the graph server), when the
-    run is cancelled: RL training polls it and stops, keeping the policy trained so far.
-    """
+    """A node that runs the plugin the run's context chooses for `role` (see `_stoppable`)."""
 
     def run_plugin(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         plugin = node_plugin(role, getattr(context_of(runtime), role))
         return plugin(state, runtime)
+
+    return _stoppable(role, run_plugin)
+
+
+def _stoppable(
+    name: str, run_plugin: Callable[[State, Runtime[Context]], dict[str, Any]]
+) -> RunnableLambda[State, dict[str, Any]]:
+    """A node running the sync `run_plugin`, with a stop signal (`rlgpt.cancel`) that is set
+    when the step runs past `node_timeout` or, in async runs (the graph server), when the
+    run is cancelled: RL training polls it and stops, keeping the policy trained so far.
+    """
 
     def sync_node(state: State, config: RunnableConfig) -> dict[str, Any]:
         runtime: Runtime[Context] = get_runtime()
@@ -90,18 +100,18 @@ def _dispatch(role: Role) -> RunnableLambda[State, dict[str, Any]]:
         try:
             return await asyncio.wait_for(asyncio.shield(work), timeout)
         except TimeoutError:
-            log.warning("node_timeout", node=role, seconds=timeout)
+            log.warning("node_timeout", node=name, seconds=timeout)
             stop.set()
             return await asyncio.wait_for(work, STOP_GRACE_SECONDS)
         except asyncio.CancelledError:
-            log.info("node_cancelled", node=role)
+            log.info("node_cancelled", node=name)
             stop.set()
             # A cancelled thread keeps running: wait for it to wind down before the run ends.
             with contextlib.suppress(BaseException):
                 await asyncio.wait({work}, timeout=STOP_GRACE_SECONDS)
             raise
 
-    return RunnableLambda(sync_node, afunc=async_node, name=role)
+    return RunnableLambda(sync_node, afunc=async_node, name=name)
 
 
 def report(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -110,11 +120,14 @@ def report(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     return {"report_path": str(path)}
 
 
-def after_critic(state: State) -> Literal["coder", "planner", "report"]:
-    """Follow the critic's last verdict."""
+def after_critic(state: State) -> Literal["coder", "planner", "final_policy", "report"]:
+    """Follow the critic's last verdict; at the end of an open-ended task, the final
+    whole-game policy comes before the report."""
     verdicts = state.get("verdicts", [])
     route = verdicts[-1]["route"] if verdicts else "end"
-    return "report" if route == "end" else route
+    if route != "end":
+        return route
+    return "final_policy" if open_ended(state) else "report"
 
 
 builder = StateGraph(
@@ -124,13 +137,17 @@ builder.add_node("start", start)
 for _role in ("planner", "coder", "rl_trainer", "critic"):
     builder.add_node(_role, _dispatch(_role))
 builder.add_node("review_plan", review_plan, destinations=("coder", "planner"))
+builder.add_node("final_policy", _stoppable("final_policy", final_policy))
 builder.add_node("report", report)
 builder.add_edge(START, "start")
 builder.add_edge("start", "planner")
 builder.add_edge("planner", "review_plan")
 builder.add_edge("coder", "rl_trainer")
 builder.add_edge("rl_trainer", "critic")
-builder.add_conditional_edges("critic", after_critic, ["coder", "planner", "report"])
+builder.add_conditional_edges(
+    "critic", after_critic, ["coder", "planner", "final_policy", "report"]
+)
+builder.add_edge("final_policy", "report")
 builder.add_edge("report", END)
 
 graph = builder.compile()

@@ -143,6 +143,44 @@ class Context(BaseModel):
     max_outer_loops: int = Field(
         default=1, ge=0, description="How often the critic may send the task back to the planner."
     )
+    curriculum_rounds: int = Field(
+        default=8,
+        ge=0,
+        description="On an open-ended task (crafter:score): planner rounds of the automatic "
+        "curriculum, each adding the next achievements after the steps the agent already "
+        "masters (0 = one plan for the whole task).",
+    )
+    curriculum_targets: int = Field(
+        default=2,
+        ge=1,
+        le=8,
+        description="New achievements one curriculum round adds at most: the plan is cut "
+        "after the step that reaches the last of them (in the order the rules can follow).",
+    )
+    allow_rl: bool = Field(
+        default=True,
+        description="Let the planner mark steps `rl`; false makes every step a code action "
+        "(the code-only agent: its library driven by its planner, no RL).",
+    )
+    final_policy: Literal["rl", "code", "none"] = Field(
+        default="rl",
+        description="After an open-ended task's loop: `rl` trains a whole-game policy whose "
+        "action space is the primitives plus every passed code action and policy; `code` "
+        "plays whole episodes with the plan's actions alone; `none` skips it.",
+    )
+    final_policy_share: float = Field(
+        default=0.5,
+        ge=0.0,
+        lt=1.0,
+        description="Part of `env_step_budget` kept for the final policy; the curriculum uses "
+        "the rest (without a budget the final policy gets `rl_timesteps`).",
+    )
+    final_episode_length: int = Field(
+        default=10_000,
+        ge=10,
+        description="Env steps after which an episode of the final policy is truncated "
+        "(10,000 is the game's standard).",
+    )
     success_threshold: float = Field(
         default=0.8, gt=0.0, le=1.0, description="Task success rate at which the critic stops."
     )

@@ -11,6 +11,7 @@ from rlgpt.envs.base import EnvAdapter, Predicate, ShapingTerm
 from rlgpt.llm import CodeActionAnswer
 
 __all__ = [
+    "MAX_PLAN_STEPS",
     "MAX_STEPS",
     "CodeActionAnswer",
     "Plan",
@@ -24,6 +25,8 @@ __all__ = [
 ]
 
 MAX_STEPS = 8  # a plan longer than this is more than a small model can carry through
+#: A curriculum's plan, which grows by a few steps per round (one answer adds at most MAX_STEPS).
+MAX_PLAN_STEPS = 32
 
 _SLUG = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
@@ -64,7 +67,7 @@ class Plan(BaseModel):
         description="What the task needs, and what those needs need, in a sentence or two.",
     )
     sub_actions: list[SubAction] = Field(
-        min_length=1, max_length=MAX_STEPS, description="Ordered steps."
+        min_length=1, max_length=MAX_PLAN_STEPS, description="Ordered steps."
     )
 
     @field_validator("sub_actions")

@@ -13,8 +13,10 @@ from rlgpt.tools.rl_job import RLRunRecord
 
 __all__ = [
     "ActionRecord",
+    "CurriculumRound",
     "ErrorRecord",
     "EvaluationRecord",
+    "FinalPolicyRecord",
     "InputState",
     "OutputState",
     "RLRunRecord",
@@ -51,6 +53,33 @@ class VerdictRecord(TypedDict):
     subaction_ids: list[str]
     feedback: str
     source: str
+
+
+class CurriculumRound(TypedDict):
+    """One planner round of an open-ended task's curriculum: what it kept and added, and why."""
+
+    round: int
+    kept: list[str]
+    added: list[str]
+    targets: list[str]
+    missed: list[str]
+    mastered: dict[str, float]
+
+
+class FinalPolicyRecord(TypedDict):
+    """The whole-game agent trained (or run, for code alone) after an open-ended task's loop."""
+
+    mode: Literal["rl", "code"]
+    action_names: list[str]
+    env_steps: int
+    episodes: int
+    achievements: dict[str, float]
+    score: float
+    episode_results: list[dict[str, Any]]
+    policy_path: NotRequired[str]
+    curve_path: NotRequired[str]
+    wall_time: float
+    stopped_early: bool
 
 
 class ErrorRecord(TypedDict):
@@ -103,6 +132,8 @@ class State(InputState, total=False):
     todo: list[str]
     rl_runs: Annotated[list[RLRunRecord], operator.add]
     evaluations: Annotated[list[EvaluationRecord], operator.add]
+    curriculum: Annotated[list[CurriculumRound], operator.add]
+    final_policy: FinalPolicyRecord
     verdicts: Annotated[list[VerdictRecord], operator.add]
     errors: Annotated[list[ErrorRecord], operator.add]
     feedback: str
@@ -120,6 +151,8 @@ class OutputState(TypedDict, total=False):
     report_path: str
     plan: dict[str, Any] | None
     evaluations: list[EvaluationRecord]
+    curriculum: list[CurriculumRound]
+    final_policy: FinalPolicyRecord
     verdicts: list[VerdictRecord]
     errors: list[ErrorRecord]
     usage: dict[str, Usage]

@@ -18,13 +18,21 @@ from rlgpt.graph.schemas import Plan, RLSetup, SubAction
 from rlgpt.graph.state import ActionRecord, ErrorRecord, State, Usage, merge_usage
 from rlgpt.llm import LLMError, ask_code, ask_structured
 from rlgpt.logging import get_logger
-from rlgpt.nodes.common import earlier_actions, error_record, library_dir, plan_of, task_of
+from rlgpt.nodes.common import (
+    action_name,
+    earlier_actions,
+    error_record,
+    library_dir,
+    plan_of,
+    task_of,
+)
 from rlgpt.nodes.prompts import (
     coder_code_messages,
     coder_rl_messages,
     rl_setup_schema,
     skills_doc,
 )
+from rlgpt.nodes.shared_policies import adopt_policy
 from rlgpt.tools.code_check import check_code_action
 
 log = get_logger("coder")
@@ -70,6 +78,11 @@ class LLMCoder:
                     update["env_steps"]["code_check"] += checked
                     update["library"][step.id] = record
                     library[step.id] = record
+                elif (adopted := self._adopt(step, library, state, ctx)) is not None:
+                    # A shared policy for this check: no set-up, so nothing is trained.
+                    update["library"].update(adopted)
+                    library.update(adopted)
+                    usage, errors = {}, []
                 else:
                     setup, usage, errors = self._write_setup(step, library, state, ctx)
                     if setup is not None:
@@ -300,6 +313,16 @@ class LLMCoder:
             log.warning("code_check_failed", subaction=step.id, error=repr(exc))
             errors.append(error_record("coder", "check_failed", repr(exc), step.id))
             return {"success_rate": 0.0, "episodes": 0, "errors": [{"message": repr(exc)}]}
+
+    @staticmethod
+    def _adopt(
+        step: SubAction, library: dict[str, ActionRecord], state: State, ctx: Context
+    ) -> dict[str, ActionRecord] | None:
+        """The shared library's policy for an `rl` step that has none in this run yet."""
+        name = action_name(step)
+        if not ctx.reuse_library or name in library:
+            return None
+        return adopt_policy(state, ctx, step, name)
 
     def _write_setup(
         self, step: SubAction, library: dict[str, ActionRecord], state: State, ctx: Context

@@ -74,8 +74,20 @@ def error_record(
     return record
 
 
-def env_steps_left(state: State, ctx: Context) -> int | None:
-    """What is left of the run's env-step budget (None when the run has none)."""
+def open_ended(state: State) -> bool:
+    """True when the run's task has no single goal (a score over many achievements)."""
+    return bool((state.get("task_spec") or {}).get("score"))
+
+
+def env_steps_left(state: State, ctx: Context, final: bool = False) -> int | None:
+    """What is left of the run's env-step budget (None when the run has none).
+
+    On an open-ended task with a final policy, `final_policy_share` of the budget is the
+    final policy's: the loop's part ends that much earlier (`final=True` counts it).
+    """
     if ctx.env_step_budget is None:
         return None
-    return ctx.env_step_budget - sum(state.get("env_steps", {}).values())
+    budget = ctx.env_step_budget
+    if not final and open_ended(state) and ctx.final_policy != "none":
+        budget -= int(budget * ctx.final_policy_share)
+    return budget - sum(state.get("env_steps", {}).values())

@@ -15,8 +15,17 @@ from rlgpt.graph.schemas import Plan, Verdict
 from rlgpt.graph.state import EvaluationRecord, State, VerdictRecord
 from rlgpt.llm import LLMError, ask_structured
 from rlgpt.logging import get_logger
-from rlgpt.nodes.common import error_record, executor_of, library_dir, plan_of, task_of
+from rlgpt.nodes.common import (
+    env_steps_left,
+    error_record,
+    executor_of,
+    library_dir,
+    plan_of,
+    task_of,
+)
+from rlgpt.nodes.curriculum import on_curriculum, rounds_left
 from rlgpt.nodes.prompts import critic_messages, verdict_schema
+from rlgpt.nodes.shared_policies import publish_policies
 from rlgpt.tools.evaluate import aggregate, plan_episodes
 
 log = get_logger("critic")
@@ -79,15 +88,23 @@ def evaluate(state: State, ctx: Context, plan: Plan) -> EvaluationRecord:
 def rules_verdict(
     state: State, ctx: Context, plan: Plan | None, ev: EvaluationRecord | None
 ) -> VerdictRecord:
-    """Routing by thresholds and budgets alone; also the guard around a model's verdict."""
+    """Routing by thresholds and budgets alone; also the guard around a model's verdict.
+
+    On a curriculum (an open-ended task), a plan whose every step passes goes back to the
+    planner for the next round, and the rounds left take the place of the outer loops.
+    """
     inner_left = state.get("inner_loops", 0) < ctx.max_inner_loops
-    outer_left = state.get("outer_loops", 0) < ctx.max_outer_loops
+    curriculum = on_curriculum(state, ctx)
+    if curriculum:
+        outer_left = rounds_left(state, ctx)
+    else:
+        outer_left = state.get("outer_loops", 0) < ctx.max_outer_loops
     if plan is None or ev is None:
         problem = _last_error(state, "planner") or "no plan was produced"
         if outer_left:
             return _verdict("planner", [], f"There is no usable plan ({problem}).", "rules")
         return _verdict("end", [], f"No usable plan ({problem}); budgets spent.", "budget")
-    if ev["task_success_rate"] >= ctx.success_threshold:
+    if not curriculum and ev["task_success_rate"] >= ctx.success_threshold:
         return _verdict("end", [], "The task is solved on the held-out seeds.", "rules")
     weak = [
         s.id
@@ -95,6 +112,17 @@ def rules_verdict(
         if ev["subaction_success"].get(s.id, 0.0) < ctx.success_threshold
     ]
     feedback = failure_summary(ev, weak)
+    if curriculum and not weak:
+        if outer_left:
+            message = f"Every step passed; the curriculum goes on. {feedback}"
+            return _verdict("planner", [], message, "curriculum")
+        return _verdict(
+            "end", [], f"The curriculum's rounds or budget share are spent. {feedback}", "budget"
+        )
+    left = env_steps_left(state, ctx)
+    if curriculum and left is not None and left <= 0:
+        # Repairs must not eat into the share of the budget the final policy is owed.
+        return _verdict("end", [], f"The curriculum's budget share is spent. {feedback}", "budget")
     if weak and inner_left:
         return _verdict("coder", weak[:1], feedback, "rules")
     if outer_left:
@@ -193,6 +221,8 @@ class _CriticBase:
         else:
             update["evaluations"] = [ev]
             update["env_steps"] = {"evaluation": int(ev.get("env_steps", 0))}
+            if ctx.reuse_library:
+                publish_policies(state, ctx, plan, ev)
             verdict, extra = self.decide(state, ctx, plan, ev)
             for key, value in extra.items():
                 update[key] = update.get(key, []) + value if key == "errors" else value
@@ -209,7 +239,8 @@ class _CriticBase:
             update["inner_loops"] = state.get("inner_loops", 0) + 1
         elif verdict["route"] == "planner":
             update["todo"] = []
-            update["outer_loops"] = state.get("outer_loops", 0) + 1
+            if verdict["source"] != "curriculum":  # a passed round is not a repair
+                update["outer_loops"] = state.get("outer_loops", 0) + 1
             update["inner_loops"] = 0
         return update
 
@@ -234,8 +265,9 @@ class LLMCritic(_CriticBase):
         self, state: State, ctx: Context, plan: Plan, ev: EvaluationRecord
     ) -> tuple[VerdictRecord, dict[str, Any]]:
         fallback = rules_verdict(state, ctx, plan, ev)
-        if fallback["route"] == "end":
-            # Solved, or no budget left: the rules' verdict stands whatever the model says.
+        if fallback["route"] == "end" or fallback["source"] == "curriculum":
+            # Solved, no budget left, or a curriculum round passed: the rules' verdict stands
+            # whatever the model says.
             return fallback, {}
         errors = [dict(e) for e in state.get("errors", [])[-5:]]
         messages = critic_messages(state["task"], plan.model_dump(), dict(ev), errors)

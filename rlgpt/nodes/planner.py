@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 from langgraph.runtime import Runtime
@@ -11,11 +12,31 @@ from rlgpt.envs.base import EnvAdapter, Predicate, TaskSpec, load_adapter
 from rlgpt.graph.context import Context, context_of
 from rlgpt.graph.node_plugins import Role
 from rlgpt.graph.schemas import MAX_STEPS, Plan, PlanInvalidError, SubAction, check_plan
-from rlgpt.graph.state import State, Usage, merge_usage
+from rlgpt.graph.state import CurriculumRound, State, Usage, merge_usage
 from rlgpt.llm import LLMError, ask_structured
 from rlgpt.logging import get_logger
-from rlgpt.nodes.common import error_record, task_of
-from rlgpt.nodes.prompts import manual_lines, planner_messages, planner_schema, skills_summary
+from rlgpt.nodes.common import error_record, plan_of, task_of
+from rlgpt.nodes.curriculum import (
+    extend,
+    first_targets,
+    keep_checks,
+    kept_steps,
+    last_evaluation,
+    mastered,
+    missed_targets,
+    misses,
+    on_curriculum,
+    progress_text,
+    restored,
+    round_record,
+)
+from rlgpt.nodes.prompts import (
+    CURRICULUM_ROUND,
+    manual_lines,
+    planner_messages,
+    planner_schema,
+    skills_summary,
+)
 
 log = get_logger("planner")
 
@@ -33,6 +54,9 @@ class LLMPlanner:
         returning = bool(state.get("plan_history"))
         feedback = state.get("feedback") if returning else None
         previous = state.get("plan") if returning else None
+        start = RoundStart.of(state, ctx, adapter) if on_curriculum(state, ctx) else None
+        if start is not None:
+            previous = None  # the kept steps are in the round's text; the model adds to them
         settings = ctx.llm_settings("planner")
         usage: dict[str, Usage] = {}
         errors: list[Any] = []
@@ -45,6 +69,8 @@ class LLMPlanner:
                 skills_summary(adapter.skill_specs()),
                 feedback,
                 previous,
+                progress=start.text if start is not None else None,
+                code_only=not ctx.allow_rl,
             )
             try:
                 result = ask_structured(
@@ -52,7 +78,7 @@ class LLMPlanner:
                     settings,
                     Plan,
                     messages,
-                    json_schema=planner_schema(adapter.vocabulary()),
+                    json_schema=planner_schema(adapter.vocabulary(), ctx.allow_rl),
                 )
             except LLMError as exc:
                 if exc.retryable:
@@ -73,9 +99,26 @@ class LLMPlanner:
                     result.value.model_dump(),
                 )
                 continue
+            if not ctx.allow_rl:
+                plan = coded(plan)
+            if start is not None:
+                plan, _ = extend(start.kept, plan)
             # The task's goal step, if the model left it out, is added before the rules look.
             plan, problems = checked_by_rules(adapter, with_goal_step(without_repeats(plan), task))
+            if start is not None:
+                # The rules' order decides what comes next; the counts are those of what is
+                # left after the cut; a kept step keeps the count it passed with.
+                plan = first_targets(
+                    restored(start.kept, plan), start.kept, start.mastered, ctx.curriculum_targets
+                )
+                plan, problems = checked_by_rules(adapter, plan)
+                plan = keep_checks(start.kept, plan)
             missing = goal_problems(plan, task)  # only when the plan had no room for it
+            if start is not None and not start.added(plan):
+                missing.append(
+                    "the plan adds no step after the kept ones: choose an achievement the "
+                    "agent does not unlock reliably yet"
+                )
             problems = missing + problems
             # A revision no worse than the best so far wins: it answers the latest feedback.
             rank = (len(missing), len(problems))
@@ -97,14 +140,57 @@ class LLMPlanner:
                 error_record("planner", "plan_lacks", "; ".join(problems), plan=plan.model_dump())
             )
         dumped = plan.model_dump()
+        todo = [s.id for s in plan.sub_actions]
+        if start is not None:
+            todo = start.added(plan)
+            record = start.record(state, plan, ctx.success_threshold)
+            log.info("curriculum_round", round=record["round"], targets=record["targets"],
+                     kept=record["kept"], added=record["added"])  # fmt: skip
+            update["curriculum"] = [record]
         log.info("planned", steps=[(s.id, s.method) for s in plan.sub_actions])
-        update.update(
-            plan=dumped,
-            plan_history=[dumped],
-            todo=[s.id for s in plan.sub_actions],
-            feedback="",
-        )
+        update.update(plan=dumped, plan_history=[dumped], todo=todo, feedback="")
         return update
+
+
+@dataclass(frozen=True)
+class RoundStart:
+    """Where a curriculum round starts: the steps it keeps, the targets the last round
+    missed, and the text that tells the model so."""
+
+    kept: list[SubAction]
+    missed: list[str]
+    mastered: dict[str, float]
+    text: str
+
+    @classmethod
+    def of(cls, state: State, ctx: Context, adapter: EnvAdapter) -> RoundStart:
+        """The start of the next round of `state`'s curriculum."""
+        threshold = ctx.success_threshold
+        ev = last_evaluation(state)
+        kept = kept_steps(plan_of(state), ev, threshold)
+        missed = missed_targets(state, threshold)
+        progress = progress_text(kept, ev, misses(state, missed), adapter.achievements(), threshold)
+        number = len(state.get("curriculum", [])) + 1
+        text = CURRICULUM_ROUND.format(round=number, progress=progress, k=ctx.curriculum_targets)
+        return cls(kept, missed, mastered(ev, threshold), text)
+
+    def added(self, plan: Plan) -> list[str]:
+        """The ids of the plan's steps this round added."""
+        kept = {s.id for s in self.kept}
+        return [s.id for s in plan.sub_actions if s.id not in kept]
+
+    def record(self, state: State, plan: Plan, threshold: float) -> CurriculumRound:
+        """The round's record, once its plan is chosen."""
+        return round_record(state, self.kept, plan, self.added(plan), self.missed, threshold)
+
+
+def coded(plan: Plan) -> Plan:
+    """The plan with every step a code action (an agent that learns nothing by RL)."""
+    steps = [
+        s if s.method == "code" else s.model_copy(update={"method": "code"})
+        for s in plan.sub_actions
+    ]
+    return plan.model_copy(update={"sub_actions": steps})
 
 
 def unmet_goals(plan: Plan, task: TaskSpec) -> list[Predicate]:

@@ -1,4 +1,4 @@
-"""`rlgpt bench --quick` end to end: throughput and learning (a)-(c) on real Crafter and SB3."""
+"""`rlgpt bench --quick` end to end: throughput and learning (a), (b), (r) on Crafter and SB3."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def test_quick_bench_writes_results(tmp_path: Path) -> None:
     assert learning["config"]["privileged"] is False
     assert "scripted baseline" in learning["config"]["library_origin"]
     methods = {m["key"]: m for m in learning["methods"]}
-    assert sorted(methods) == ["a", "b", "c"]
+    assert sorted(methods) == ["a", "b", "r"]
     budget = learning["config"]["budget"]
     for key, method in methods.items():
         (run,) = method["runs"]
@@ -82,11 +82,11 @@ def test_quick_bench_writes_results(tmp_path: Path) -> None:
             assert set(episode["achievements"]) <= set(ACHIEVEMENTS)
     assert methods["b"]["runs"][0]["action_names"] == ["gather_tree"]
     # Calls of the code action take several env steps per agent step.
-    assert methods["c"]["runs"][0]["agent_steps"] < methods["c"]["runs"][0]["env_steps"]
-    assert "scripted baseline" in methods["c"]["label"]
-    # The standard protocol: a and b see crafter's image; c has no policy at all.
+    assert methods["r"]["runs"][0]["agent_steps"] < methods["r"]["runs"][0]["env_steps"]
+    assert "scripted baseline" in methods["r"]["label"]
+    # The standard protocol: a and b see crafter's image; r has no policy at all.
     assert methods["a"]["observation"] == methods["b"]["observation"] == "pixels"
-    assert methods["c"]["observation"].startswith("none")
+    assert methods["r"]["observation"].startswith("none")
     assert methods["a"]["runs"][0]["algo"] == methods["b"]["runs"][0]["algo"]
     assert methods["a"]["runs"][0]["env_seeds"] == "0+"
     assert methods["a"]["env_steps_used"] == [methods["a"]["runs"][0]["env_steps"]]
@@ -104,7 +104,7 @@ def test_quick_bench_writes_results(tmp_path: Path) -> None:
 
 def test_learning_suite_requires_a_library_for_code_methods(tmp_path: Path) -> None:
     args = bench_args(
-        "learning", "--quick", "--methods", "c", "--out", str(tmp_path),
+        "learning", "--quick", "--methods", "r", "--out", str(tmp_path),
         "--runs-dir", str(tmp_path / "runs"),
     )  # fmt: skip
     assert run_bench(args) == 2
@@ -115,12 +115,12 @@ def test_learning_suite_requires_a_library_for_code_methods(tmp_path: Path) -> N
 def test_scripted_baseline_runs_merge_into_one_table(tmp_path: Path) -> None:
     for seed in ("0", "1"):
         args = bench_args(
-            "learning", "--quick", "--library", "scripted-baseline", "--methods", "c",
-            "--seeds", seed, "--tag", f"c{seed}", "--out", str(tmp_path),
+            "learning", "--quick", "--library", "scripted-baseline", "--methods", "r",
+            "--seeds", seed, "--tag", f"r{seed}", "--out", str(tmp_path),
             "--runs-dir", str(tmp_path / "runs"),
         )  # fmt: skip
         assert run_bench(args) == 0
-    files = [str(tmp_path / "learning_c0.json"), str(tmp_path / "learning_c1.json")]
+    files = [str(tmp_path / "learning_r0.json"), str(tmp_path / "learning_r1.json")]
     assert run_bench(bench_args("--merge", *files, "--tag", "both", "--out", str(tmp_path))) == 0
 
     merged = json.loads((tmp_path / "learning_both.json").read_text())

@@ -82,6 +82,13 @@ def test_cli_flags_map_onto_context(tmp_path: Path) -> None:
     assert task == "crafter:collect_wood"
     assert (ctx.rl_timesteps, ctx.privileged, ctx.critic) == (777, True, "rules")
     assert "collect_wood" in run_id
+    # An optional number, a switched-off bool and a choice.
+    args = _parser().parse_args(
+        ["run", "--task", "crafter:score", "--env-step-budget", "5000", "--no-allow-rl",
+         "--final-policy", "code", "--runs-dir", str(tmp_path)]
+    )  # fmt: skip
+    _, _, ctx = resolve_run(args)
+    assert (ctx.env_step_budget, ctx.allow_rl, ctx.final_policy) == (5000, False, "code")
 
 
 def test_cli_unknown_task_lists_valid_ones(capsys: pytest.CaptureFixture[str]) -> None:

@@ -22,7 +22,7 @@ from langchain_openai import ChatOpenAI
 from rlgpt.actions.grammar import CodeGrammarLimits, code_grammar
 from rlgpt.envs.base import SkillParam, SkillSpec
 from rlgpt.graph.context import Context
-from rlgpt.graph.schemas import CodeActionAnswer, Plan, RLSetup, Verdict
+from rlgpt.graph.schemas import MAX_PLAN_STEPS, CodeActionAnswer, Plan, RLSetup, Verdict
 from rlgpt.llm import (
     LLMError,
     LLMSettings,
@@ -549,7 +549,9 @@ def test_strict_and_bounded_schemas() -> None:
     assert sub_props["id"]["maxLength"] == 20
     assert "maxLength" not in sub_props["method"]
     # Bounds the schema sets itself are kept; the defaults fill in elsewhere.
-    assert bounded["properties"]["sub_actions"]["maxItems"] == 8
+    assert bounded["properties"]["sub_actions"]["maxItems"] == MAX_PLAN_STEPS
+    # One answer adds at most MAX_STEPS (a curriculum's plan grows to MAX_PLAN_STEPS).
+    assert planner_schema({"items": ["wood"]})["properties"]["sub_actions"]["maxItems"] == 8
     assert bounded["properties"]["rationale"]["maxLength"] == 400
     setup = bounded_json_schema(RLSetup.model_json_schema(), 100, 20, 3)
     assert setup["properties"]["code_actions"]["maxItems"] == 3

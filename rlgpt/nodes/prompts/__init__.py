@@ -44,6 +44,7 @@ from rlgpt.nodes.prompts.critic import (
     verdict_schema,
 )
 from rlgpt.nodes.prompts.planner import (
+    CURRICULUM_ROUND,
     PLANNER_EXAMPLE_ANSWER,
     PLANNER_EXAMPLE_TASK,
     PLANNER_SYSTEM,
@@ -68,6 +69,7 @@ __all__ = [
     "CRITIC_EXAMPLE_ANSWER",
     "CRITIC_EXAMPLE_TASK",
     "CRITIC_SYSTEM",
+    "CURRICULUM_ROUND",
     "FEEDBACK_CHARS",
     "MANUAL_CHARS",
     "NAVIGATION_HINT",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.messages import BaseMessage
 
-from rlgpt.graph.schemas import Plan
+from rlgpt.graph.schemas import MAX_STEPS, Plan
 from rlgpt.llm import restrict_schema
 from rlgpt.nodes.prompts.common import (
     CODE_CHARS,
@@ -88,13 +89,30 @@ PLANNER_EXAMPLE_ANSWER = {
 }
 
 
-def planner_schema(vocabulary: dict[str, list[str]]) -> dict[str, Any]:
+def planner_schema(vocabulary: dict[str, list[str]], allow_rl: bool = True) -> dict[str, Any]:
     """The `Plan` JSON schema with predicate names limited to the env's achievements and
-    items (every vocabulary word when those lists are missing)."""
+    items (every vocabulary word when those lists are missing), at most `MAX_STEPS` steps,
+    and only `code` steps unless `allow_rl`."""
     names = [*vocabulary.get("achievements", []), *vocabulary.get("items", [])]
     if not names:
         names = [word for words in vocabulary.values() for word in words]
-    return restrict_schema(Plan, {"Predicate.name": names})
+    choices: dict[str, Sequence[str]] = {"Predicate.name": names}
+    if not allow_rl:
+        choices["SubAction.method"] = ["code"]
+    schema = restrict_schema(Plan, choices)
+    # A curriculum's plan grows past this over its rounds; one answer adds at most this.
+    schema["properties"]["sub_actions"]["maxItems"] = MAX_STEPS
+    return schema
+
+
+CURRICULUM_ROUND = (
+    "This task has no single goal: it is worked through in rounds (an automatic "
+    "curriculum). This is round {round}.\n{progress}\n"
+    "Choose the next {k} achievement(s) that are closest to what the agent can already do, "
+    "and plan only the new steps toward them (with whatever they need that the kept steps "
+    "do not give); they run after the kept steps. Do not plan the whole game: later rounds "
+    "add more."
+)
 
 
 def planner_messages(
@@ -104,8 +122,14 @@ def planner_messages(
     skills_doc: str,
     feedback: str | None,
     previous_plan: dict[str, Any] | None,
+    progress: str | None = None,
+    code_only: bool = False,
 ) -> list[BaseMessage]:
     """Messages asking the planner for a `Plan` (or a revised one after feedback).
+
+    `progress` makes it a curriculum round (see `rlgpt.nodes.curriculum`): what the agent
+    can do, and the request for the steps toward the next achievements. `code_only` asks
+    for code steps alone.
 
     The manual and skill API sit in the system message, ahead of everything that changes
     between calls, so a local server can reuse the evaluated prompt prefix. The manual's
@@ -120,6 +144,10 @@ def planner_messages(
     lines = manual_lines(manual, [short_name])
     if lines:
         parts.append("Manual lines about it:\n" + "\n".join(lines))
+    if progress:
+        parts.append(progress)
+    if code_only:
+        parts.append("Every step must be method 'code': this agent learns nothing by RL.")
     if previous_plan:
         parts.append(f"Previous plan:\n{clip(_compact(previous_plan), CODE_CHARS)}")
     if feedback:
