@@ -23,6 +23,8 @@ OUTPUT_FIELDS = {
     "report_path",
     "plan",
     "evaluations",
+    "curriculum",
+    "final_policy",
     "verdicts",
     "errors",
     "usage",
@@ -84,6 +86,8 @@ def test_output_schema_lists_what_a_finished_run_returns(schemas: dict[str, Any]
     assert {"task_success_rate", "subaction_success", "achievements", "score"} <= set(
         evaluation["properties"]
     )
+    final = _resolve(schema, schema["properties"]["final_policy"])
+    assert {"mode", "achievements", "score", "episode_results"} <= set(final["properties"])
     verdict = _resolve(schema, schema["properties"]["verdicts"]["items"])
     assert verdict["properties"]["route"]["enum"] == ["coder", "planner", "end"]
     error = _resolve(schema, schema["properties"]["errors"]["items"])
