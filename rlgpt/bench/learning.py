@@ -229,6 +229,11 @@ def observation_of(config: LearningConfig, key: str) -> str:
         return config.observation
     if key == "d":
         observation = config.graph_context.get("observation", "symbolic")
+        final = config.graph_context.get("final_policy", "rl")
+        if final == "rl" and config.graph_task == "crafter:score":
+            # Its rates are those of a policy trained on this observation over the episodes
+            # of the budget: the protocol of a and b on that observation.
+            return str(observation)
         return f"skill API; the loop's RL policies see {observation}"
     return "none (no policy; code actions read the skill API)"
 

@@ -191,6 +191,11 @@ def learning_markdown(result: Mapping[str, Any]) -> str:
             lines.append(f"| {name}{suffix} | " + " | ".join(cells) + " |")
         lines += ["", "## Runs", ""]
         lines += [_run_line(m, run) for m in methods for run in m["runs"]]
+        graph_runs = [(m, r) for m in methods for r in m["runs"] if "env_steps_by_part" in r]
+        if graph_runs:
+            lines += ["", "## The graph's runs (c, d)", ""]
+            for m, run in graph_runs:
+                lines += _graph_run_lines(m, run)
     lines += writers.provenance_section(result)
     lines.append("")
     return "\n".join(lines)
@@ -216,6 +221,30 @@ def _run_line(method: Mapping[str, Any], run: Mapping[str, Any]) -> str:
         f"score {decimals(run['score'], 2)}, {run['episodes']} episodes, "
         f"{run['env_steps']:,} env steps, {time})"
     )
+
+
+def _graph_run_lines(method: Mapping[str, Any], run: Mapping[str, Any]) -> list[str]:
+    """A graph run: where its env steps went, what its curriculum chose in which order, what
+    the final agent could call, and the model's calls, tokens and time."""
+    parts = ", ".join(f"{k} {v:,}" for k, v in sorted(run["env_steps_by_part"].items()))
+    rounds = "; ".join(
+        f"{r['round']}: {', '.join(r['targets']) or '(no new target)'}"
+        + (f" (missed before: {', '.join(r['missed'])})" if r.get("missed") else "")
+        for r in run.get("curriculum", [])
+    )
+    usage = run.get("usage") or {}
+    calls = sum(int(u.get("calls", 0)) for u in usage.values())
+    tokens = sum(int(u.get("input_tokens", 0)) + int(u.get("output_tokens", 0))
+                 for u in usage.values())  # fmt: skip
+    seconds = sum(float(u.get("seconds", 0.0)) for u in usage.values())
+    return [
+        f"- {_column(method)} seed {run['seed']}: {run.get('note', '')}",
+        f"  - env steps: {parts}",
+        f"  - curriculum rounds (targets): {rounds or 'none'}",
+        f"  - final agent's actions: {', '.join(run.get('final_actions') or []) or 'none'}",
+        f"  - model: {calls} calls, {tokens:,} tokens, {decimals(seconds)} s of "
+        f"{decimals(run['wall_time'])} s wall time",
+    ]
 
 
 def _column(method: Mapping[str, Any]) -> str:

@@ -245,6 +245,7 @@ def test_learning_suite_method_c_is_the_models_code_only_agent(
 ) -> None:
     from rlgpt.bench.learning import run_learning
     from rlgpt.bench.learning_config import LearningConfig
+    from rlgpt.bench.learning_report import write_learning
 
     scripted.answers = [plan(("get_wood", "inventory", "wood", "code")), code(GOOD_CODE)]
     config = LearningConfig(
@@ -260,9 +261,15 @@ def test_learning_suite_method_c_is_the_models_code_only_agent(
             "code_check_episodes": 2,
         },
     )
-    (method,) = run_learning(config, tmp_path / "runs")["methods"]
+    result = run_learning(config, tmp_path / "runs")
+    (method,) = result["methods"]
     (run,) = method["runs"]
     assert "code-only agent" in method["label"] and method["observation"].startswith("none")
+    paths = write_learning({**result, "wall_time": 1.0}, tmp_path / "out", "c")
+    table = paths["markdown"].read_text()
+    assert "## The graph's runs (c, d)" in table
+    assert "curriculum rounds (targets): 1: (no new target)" in table
+    assert "model: 2 calls" in table
     parts = run["env_steps_by_part"]
     assert parts["final_policy"] > 0 and parts.get("rl", 0) == 0
     assert run["env_steps"] == sum(parts.values()) <= 2_000 + 250
@@ -290,3 +297,16 @@ def test_a_round_is_cut_after_its_new_targets() -> None:
     assert [s.id for s in first_targets(whole, steps[:2], {}, 1).sub_actions] == [
         "wood", "table", "pickaxe",
     ]  # fmt: skip
+
+
+def test_method_d_sits_in_the_table_of_its_final_policys_observation() -> None:
+    from rlgpt.bench.learning import observation_of
+    from rlgpt.bench.learning_config import LearningConfig
+
+    assert observation_of(LearningConfig(methods=["d"]), "d") == "symbolic"
+    pixels = LearningConfig(methods=["d"], graph_context={"observation": "pixels"})
+    assert observation_of(pixels, "d") == "pixels"
+    # Without a final policy its rates come from evaluations: a table of its own.
+    none = LearningConfig(methods=["d"], graph_context={"final_policy": "none"})
+    assert observation_of(none, "d").startswith("skill API")
+    assert observation_of(LearningConfig(methods=["c"]), "c").startswith("none")
