@@ -97,6 +97,8 @@ class RunDisplay:
             self.last_call = event
         elif kind == "rl_progress":
             self.jobs[str(event.get("policy", "policy"))] = event
+        elif kind == "play_progress":
+            self.jobs["final agent (code actions)"] = event
 
     def __rich__(self) -> RenderableType:
         """The panel, rebuilt at each refresh (elapsed times move)."""
@@ -125,11 +127,14 @@ class RunDisplay:
             # The budget counts the agent's steps and those its code actions took first.
             prelude = int(job.get("prelude_env_steps", 0))
             steps, budget = int(job.get("env_steps", 0)) + prelude, int(job.get("budget", 0))
-            text = (
-                f"{policy} {steps:,}/{budget:,} env steps · "
-                f"{job.get('steps_per_second', 0):,.0f} steps/s · "
-                f"success {job.get('success_rate', 0):.0%}"
-            )
+            if job.get("event") == "play_progress":
+                text = f"{policy} {steps:,}/{budget:,} env steps · {job['episodes']} episodes"
+            else:
+                text = (
+                    f"{policy} {steps:,}/{budget:,} env steps · "
+                    f"{job.get('steps_per_second', 0):,.0f} steps/s · "
+                    f"success {job.get('success_rate', 0):.0%}"
+                )
             if job.get("node"):  # a Ray task: which node trains it
                 text += f" · node {str(job['node'])[:8]}"
             if job.get("final"):

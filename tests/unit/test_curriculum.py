@@ -310,3 +310,19 @@ def test_method_d_sits_in_the_table_of_its_final_policys_observation() -> None:
     none = LearningConfig(methods=["d"], graph_context={"final_policy": "none"})
     assert observation_of(none, "d").startswith("skill API")
     assert observation_of(LearningConfig(methods=["c"]), "c").startswith("none")
+
+
+def test_the_run_panel_shows_the_code_only_agents_episodes() -> None:
+    from rich.console import Console
+
+    from rlgpt.run_display import RunDisplay
+
+    console = Console(record=True, width=140)
+    display = RunDisplay(console, live=False)
+    display.handle("tasks", {"name": "final_policy", "input": {}})
+    event = {"event": "play_progress", "episodes": 12, "env_steps": 3_400, "budget": 10_000}
+    display.handle("custom", event)
+    console.print(display)
+    text = console.export_text()
+    assert "final_policy" in text
+    assert "final agent (code actions) 3,400/10,000 env steps · 12 episodes" in text
