@@ -75,18 +75,12 @@ def extend(kept: list[SubAction], added: Plan) -> tuple[Plan, list[str]]:
         for step in added.sub_actions
         if not any(old.predicate.covers(step.predicate) for old in kept)
     ]
-    taken = {s.id for s in kept}
-    for step in new:
-        base, n = step.id, 2
-        while step.id in taken:
-            step.id = f"{base}_{n}"
-            n += 1
-        taken.add(step.id)
     # Copies: the rules' count checks change steps in place, and the kept ones must not.
+    # The plan gives a new step whose id a kept one has a suffix.
     merged = Plan(
         rationale=added.rationale, sub_actions=[*(s.model_copy(deep=True) for s in kept), *new]
     )
-    return merged, [s.id for s in new]
+    return merged, [s.id for s in merged.sub_actions[len(kept) :]]
 
 
 def restored(kept: list[SubAction], plan: Plan) -> Plan:
