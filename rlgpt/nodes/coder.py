@@ -327,7 +327,8 @@ class LLMCoder:
     def _write_setup(
         self, step: SubAction, library: dict[str, ActionRecord], state: State, ctx: Context
     ) -> tuple[RLSetup | None, dict[str, Usage], list[ErrorRecord]]:
-        code_actions = sorted(n for n, r in library.items() if r["kind"] == "code")
+        # Code actions and the policies trained for other steps can join its action space.
+        code_actions = sorted(n for n in library if n != action_name(step))
         messages = coder_rl_messages(step.model_dump(), code_actions, state.get("feedback") or None)
         items = load_adapter(ctx.env).vocabulary().get("items", [])
         result = ask_structured(

@@ -326,3 +326,29 @@ def test_the_run_panel_shows_the_code_only_agents_episodes() -> None:
     text = console.export_text()
     assert "final_policy" in text
     assert "final agent (code actions) 3,400/10,000 env steps · 12 episodes" in text
+
+
+def test_an_rl_step_may_call_a_policy_trained_for_another_step(
+    scripted: ScriptedChatModel, tmp_path: Path
+) -> None:
+    from rlgpt.graph.state import ActionRecord
+    from rlgpt.nodes.coder import LLMCoder
+    from tests.helpers import scripted_context
+
+    library = {
+        "get_wood": ActionRecord(name="get_wood", kind="code", path="x", subaction="get_wood",
+                                 description="", version=1),
+        "wood_rl_policy": ActionRecord(name="wood_rl_policy", kind="policy", path="y",
+                                       subaction="wood_rl", description="", version=1),
+        "table_policy": ActionRecord(name="table_policy", kind="policy", path="z",
+                                     subaction="table", description="", version=1),
+    }  # fmt: skip
+    step = _step("table", "achievement", "place_table").model_copy(update={"method": "rl"})
+    scripted.answers = [json.dumps({"code_actions": ["wood_rl_policy", "get_wood"]})]
+    ctx = scripted_context(tmp_path)
+    setup, _, errors = LLMCoder()._write_setup(step, library, State(task="t"), ctx)
+    assert setup is not None and setup.code_actions == ["wood_rl_policy", "get_wood"]
+    assert errors == []
+    # Offered: every other action of the library, not the step's own policy.
+    prompt = str(scripted.prompts[0][-1].content)
+    assert "Library: get_wood, wood_rl_policy" in prompt
