@@ -303,7 +303,7 @@ def merge_learning(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     methods = [summarise_method(*group, runs) for group, runs in pooled.items()]
     config = dict(results[0]["config"])
     for other in results[1:]:
-        # The library is the one of the files that used it (b, c), not of a PPO-only file.
+        # The library is the one of the files that used it (b, r), not of a PPO-only file.
         if other["config"].get("library") and not config.get("library"):
             for name in ("library", "library_origin", "code_actions", "library_sources"):
                 config[name] = other["config"].get(name)

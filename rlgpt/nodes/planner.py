@@ -104,7 +104,8 @@ class LLMPlanner:
             if start is not None:
                 plan, _ = extend(start.kept, plan)
             # The task's goal step, if the model left it out, is added before the rules look.
-            plan, problems = checked_by_rules(adapter, with_goal_step(without_repeats(plan), task))
+            plain = without_done_at_start(without_repeats(plan), adapter)
+            plan, problems = checked_by_rules(adapter, with_goal_step(plain, task))
             if start is not None:
                 # The rules' order decides what comes next; the counts are those of what is
                 # left after the cut; a kept step keeps the count it passed with.
@@ -226,6 +227,25 @@ def without_repeats(plan: Plan) -> Plan:
         if len(steps) == len(plan.sub_actions)
         else plan.model_copy(update={"sub_actions": steps})
     )
+
+
+def without_done_at_start(plan: Plan, adapter: EnvAdapter) -> Plan:
+    """The plan without inventory steps that hold when an episode starts (food >= 3 while
+    the player starts with 9): such a step is done before it starts, and an RL job for it
+    would end every episode at once. Kept when nothing else would be left. Uses the env's
+    optional `initial_inventory()`."""
+    initial: dict[str, int] = getattr(adapter, "initial_inventory", dict)()
+
+    def done(step: SubAction) -> bool:
+        pred = step.predicate
+        return pred.kind == "inventory" and pred.at_least <= initial.get(pred.name, 0)
+
+    steps = [s for s in plan.sub_actions if not done(s)]
+    if not steps or len(steps) == len(plan.sub_actions):
+        return plan
+    dropped = [s.id for s in plan.sub_actions if done(s)]
+    log.info("plan_done_at_start_dropped", steps=dropped)
+    return plan.model_copy(update={"sub_actions": steps})
 
 
 def with_goal_step(plan: Plan, task: TaskSpec) -> Plan:

@@ -352,3 +352,16 @@ def test_an_rl_step_may_call_a_policy_trained_for_another_step(
     # Offered: every other action of the library, not the step's own policy.
     prompt = str(scripted.prompts[0][-1].content)
     assert "Library: get_wood, wood_rl_policy" in prompt
+
+
+def test_a_step_that_holds_at_the_start_is_dropped() -> None:
+    from rlgpt.nodes.planner import without_done_at_start
+
+    steps = [_step("explore", "inventory", "food", 3), _step("wood", "inventory", "wood"),
+             _step("drink", "inventory", "drink", 9)]  # fmt: skip
+    kept = without_done_at_start(Plan(sub_actions=steps), CrafterAdapter())
+    assert [s.id for s in kept.sub_actions] == ["wood"]
+    # Nothing else left: the plan stays as the model wrote it (the rules report it).
+    alone = Plan(sub_actions=steps[:1])
+    assert without_done_at_start(alone, CrafterAdapter()) == alone
+    assert CrafterAdapter().initial_inventory()["food"] == 9

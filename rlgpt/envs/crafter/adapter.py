@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from rlgpt.envs.base import EnvSettings, Predicate, SkillSpec, TaskSpec
-from rlgpt.envs.crafter.constants import ACHIEVEMENTS, ACTIONS, vocabulary
+from rlgpt.envs.crafter.constants import ACHIEVEMENTS, ACTIONS, INITIAL_INVENTORY, vocabulary
 from rlgpt.envs.crafter.env import CrafterConfig, CrafterEnv
 from rlgpt.envs.crafter.tasks import _TASKS, crafter_score, get_task
 
@@ -71,6 +71,10 @@ class CrafterAdapter:
     def vocabulary(self) -> dict[str, list[str]]:
         """Names code may mention, by kind."""
         return vocabulary()
+
+    def initial_inventory(self) -> dict[str, int]:
+        """What the player holds at the start of every episode (crafter's rules file)."""
+        return dict(INITIAL_INVENTORY)
 
     def plan_problems(
         self, steps: Sequence[tuple[str, Predicate]]

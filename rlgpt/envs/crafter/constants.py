@@ -7,6 +7,8 @@ from crafter import constants, objects
 ACTIONS: list[str] = list(constants.actions)
 MATERIALS: list[str] = list(constants.materials)
 ITEMS: list[str] = list(constants.items)
+#: What the player holds at the start of an episode, from crafter's rules file.
+INITIAL_INVENTORY: dict[str, int] = {name: int(i["initial"]) for name, i in constants.items.items()}
 ACHIEVEMENTS: list[str] = list(constants.achievements)
 CREATURES: list[str] = ["cow", "zombie", "skeleton", "arrow", "plant"]
 # Same ids as crafter's own semantic map: 0 = outside the world, then materials, then objects.
