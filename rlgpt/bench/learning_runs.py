@@ -275,12 +275,25 @@ def run_full_loop(config: LearningConfig, seed: int, out: Path, method: str = "d
     run: RunnableConfig = {"configurable": {"thread_id": thread}, "recursion_limit": 200}
     with open_checkpointer(str(out / "checkpoints.sqlite")) as saver:
         graph = builder.compile(checkpointer=saver)
-        begun = bool(graph.get_state(run).values)
-        graph.invoke(None if begun else {"task": config.graph_task}, run, context=ctx)
+        snapshot = graph.get_state(run)
+        begun = bool(snapshot.values)
+        if begun and not snapshot.next and final_agent_failed(snapshot.values, ctx):
+            # A finished thread whose final agent failed: that node runs again from the
+            # checkpoint before it (the loop's work is kept).
+            before = next(s for s in graph.get_state_history(run) if s.next == ("final_policy",))
+            graph.invoke(None, before.config, context=ctx)
+        else:
+            graph.invoke(None if begun else {"task": config.graph_task}, run, context=ctx)
         snapshot = graph.get_state(run)
         if snapshot.next:
             raise RuntimeError(f"the graph run stopped before its end (at {snapshot.next})")
         final = snapshot.values
+        if final_agent_failed(final, ctx):
+            errors = [e for e in final.get("errors", []) if e["node"] == "final_policy"]
+            why = errors[-1]["message"][:300] if errors else "stopped early"
+            raise RuntimeError(
+                f"the final agent did not finish ({why}); the same command runs it again"
+            )
     wall = time.monotonic() - started
     parts = {k: int(v) for k, v in final.get("env_steps", {}).items()}
     used = sum(parts.values())
@@ -308,6 +321,19 @@ def run_full_loop(config: LearningConfig, seed: int, out: Path, method: str = "d
         "note": f"{note}; {len(rl_runs)} RL job(s); env steps: "
         + ", ".join(f"{k} {v:,}" for k, v in sorted(parts.items())),
     }
+
+
+def final_agent_failed(values: dict[str, Any], ctx: Any) -> bool:
+    """True when an open-ended task's final agent was due but failed or stopped before its
+    budget was spent (a budget the loop already spent is no failure: the rates then come
+    from the last evaluation)."""
+    if not (values.get("task_spec") or {}).get("score") or ctx.final_policy == "none":
+        return False
+    record = values.get("final_policy")
+    if record:
+        return bool(record.get("stopped_early"))
+    kinds = {e["kind"] for e in values.get("errors", []) if e["node"] == "final_policy"}
+    return bool(kinds - {"budget_spent"})
 
 
 def graph_episodes(final: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:

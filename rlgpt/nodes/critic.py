@@ -143,7 +143,8 @@ def guard(
     fallback = rules_verdict(state, ctx, plan, ev)
     if ev["task_success_rate"] >= ctx.success_threshold or fallback["source"] == "budget":
         return fallback
-    ids = [i for i in verdict.subaction_ids if i in {s.id for s in plan.sub_actions}]
+    known = {s.id for s in plan.sub_actions}
+    ids = list(dict.fromkeys(i for i in verdict.subaction_ids if i in known))
     feedback = f"{verdict.feedback}\nWhat the evaluation saw: {fallback['feedback']}".strip()
     if fallback["route"] == "coder":
         return _verdict("coder", ids or fallback["subaction_ids"], feedback, "llm")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from rlgpt.envs.base import Predicate
 from rlgpt.envs.crafter.adapter import CrafterAdapter
 from rlgpt.graph.schemas import Plan, SubAction
@@ -365,3 +367,32 @@ def test_a_step_that_holds_at_the_start_is_dropped() -> None:
     alone = Plan(sub_actions=steps[:1])
     assert without_done_at_start(alone, CrafterAdapter()) == alone
     assert CrafterAdapter().initial_inventory()["food"] == 9
+
+
+def test_a_failed_final_agent_fails_the_run_and_the_same_command_runs_it_again(
+    scripted: ScriptedChatModel, tmp_path: Path
+) -> None:
+    from rlgpt.bench.learning import RunsFailed, run_learning
+    from rlgpt.bench.learning_config import LearningConfig
+
+    scripted.answers = [plan(("get_wood", "inventory", "wood", "code")), code(GOOD_CODE)]
+    context = {**SCRIPTED_SETTINGS, **CURRICULUM, "curriculum_rounds": 1, "eval_episodes": 3,
+               "code_check_episodes": 2, "final_policy": "rl", "rl_n_steps": 64,
+               "rl_checkpoint_every": 0}  # fmt: skip
+    # A stop asked at once: the final job never starts (the loop's nodes do not poll it).
+    config = LearningConfig(
+        budget=3_000, seeds=[0], methods=["d"], episode_length=200,
+        graph_context={**context, "node_timeout": 0.001},
+    )  # fmt: skip
+    with pytest.raises(RunsFailed, match="the final agent did not finish"):
+        run_learning(config, tmp_path / "runs")
+    assert not (tmp_path / "runs" / "d_seed0" / "summary.json").exists()
+    # Again without the stop: only the final node runs (no model call), and the rates are
+    # those of its episodes.
+    config.graph_context = context
+    (method,) = run_learning(config, tmp_path / "runs")["methods"]
+    (run,) = method["runs"]
+    assert scripted.remaining == 0
+    assert run["env_steps_by_part"]["final_policy"] > 0
+    assert "final whole-game agent (RL policy" in run["note"]
+    assert run["final_actions"] == ["get_wood"]
