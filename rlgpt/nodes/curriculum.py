@@ -143,8 +143,10 @@ def first_targets(plan: Plan, kept: list[SubAction], done: dict[str, float], k: 
     return plan.model_copy(update={"sub_actions": steps})
 
 
-def targets(plan: Plan, added: list[str], done: dict[str, float]) -> list[str]:
+def targets(plan: Plan | None, added: list[str], done: dict[str, float]) -> list[str]:
     """The achievements the round's new steps check that the agent does not master yet."""
+    if plan is None:
+        return []
     return [
         s.predicate.name
         for s in plan.sub_actions
@@ -200,7 +202,7 @@ def progress_text(
 def round_record(
     state: State,
     kept: list[SubAction],
-    plan: Plan,
+    plan: Plan | None,
     added: list[str],
     missed: list[str],
     threshold: float,

@@ -133,6 +133,9 @@ class LLMPlanner:
         update: dict[str, Any] = {"usage": usage, "errors": errors}
         if best is None:
             update["todo"] = []
+            if start is not None:
+                # A round without a plan still counts: the rounds bound a failing planner.
+                update["curriculum"] = [start.record(state, None, ctx.success_threshold)]
             return update
         _, plan, problems = best
         if problems:
@@ -180,9 +183,10 @@ class RoundStart:
         kept = {s.id for s in self.kept}
         return [s.id for s in plan.sub_actions if s.id not in kept]
 
-    def record(self, state: State, plan: Plan, threshold: float) -> CurriculumRound:
-        """The round's record, once its plan is chosen."""
-        return round_record(state, self.kept, plan, self.added(plan), self.missed, threshold)
+    def record(self, state: State, plan: Plan | None, threshold: float) -> CurriculumRound:
+        """The round's record, once its plan is chosen (None: the model gave none)."""
+        added = self.added(plan) if plan is not None else []
+        return round_record(state, self.kept, plan, added, self.missed, threshold)
 
 
 def coded(plan: Plan) -> Plan:

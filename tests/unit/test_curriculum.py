@@ -396,3 +396,14 @@ def test_a_failed_final_agent_fails_the_run_and_the_same_command_runs_it_again(
     assert run["env_steps_by_part"]["final_policy"] > 0
     assert "final whole-game agent (RL policy" in run["note"]
     assert run["final_actions"] == ["get_wood"]
+
+
+def test_a_planner_that_never_answers_usably_ends_after_the_rounds(
+    scripted: ScriptedChatModel, tmp_path: Path
+) -> None:
+    scripted.answers = ["not a plan"] * 12
+    state, order = run("crafter:score", tmp_path, curriculum_rounds=2, **CURRICULUM)
+    assert order.count("planner") == 2 and order[-1] == "report"
+    assert [r["added"] for r in state["curriculum"]] == [[], []]
+    assert state["verdicts"][-1]["route"] == "end"
+    assert any(e["node"] == "planner" for e in state["errors"])
