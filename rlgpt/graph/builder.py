@@ -21,10 +21,8 @@ from rlgpt.graph import preflight
 from rlgpt.graph.context import Context, context_of
 from rlgpt.graph.node_plugins import Role, node_plugin
 from rlgpt.graph.review import review_plan
-from rlgpt.graph.state import InputState, OutputState, State
+from rlgpt.graph.state import InputState, OutputState, State, open_ended
 from rlgpt.logging import get_logger
-from rlgpt.nodes.common import open_ended
-from rlgpt.nodes.final_policy import final_policy
 from rlgpt.report import write_report
 
 log = get_logger("graph")
@@ -134,10 +132,9 @@ builder = StateGraph(
     State, context_schema=Context, input_schema=InputState, output_schema=OutputState
 )
 builder.add_node("start", start)
-for _role in ("planner", "coder", "rl_trainer", "critic"):
+for _role in ("planner", "coder", "rl_trainer", "critic", "final_policy"):
     builder.add_node(_role, _dispatch(_role))
 builder.add_node("review_plan", review_plan, destinations=("coder", "planner"))
-builder.add_node("final_policy", _stoppable("final_policy", final_policy))
 builder.add_node("report", report)
 builder.add_edge(START, "start")
 builder.add_edge("start", "planner")

@@ -162,11 +162,12 @@ class Context(BaseModel):
         description="Let the planner mark steps `rl`; false makes every step a code action "
         "(the code-only agent: its library driven by its planner, no RL).",
     )
-    final_policy: Literal["rl", "code", "none"] = Field(
+    final_policy: str = Field(
         default="rl",
-        description="After an open-ended task's loop: `rl` trains a whole-game policy whose "
-        "action space is the primitives plus every passed code action and policy; `code` "
-        "plays whole episodes with the plan's actions alone; `none` skips it.",
+        description="Final-agent plugin in `rlgpt.nodes`, run after an open-ended task's loop: "
+        "`rl` trains a whole-game policy whose action space is the primitives plus every "
+        "passed code action and policy; `code` plays whole episodes with the plan's actions "
+        "alone; `none` skips it.",
     )
     final_policy_share: float = Field(
         default=0.5,

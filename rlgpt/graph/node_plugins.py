@@ -10,8 +10,8 @@ from rlgpt import plugins
 from rlgpt.graph.context import Context
 from rlgpt.graph.state import State
 
-Role = Literal["planner", "coder", "rl_trainer", "critic"]
-ROLES: tuple[Role, ...] = ("planner", "coder", "rl_trainer", "critic")
+Role = Literal["planner", "coder", "rl_trainer", "critic", "final_policy"]
+ROLES: tuple[Role, ...] = ("planner", "coder", "rl_trainer", "critic", "final_policy")
 
 
 @runtime_checkable

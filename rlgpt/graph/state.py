@@ -26,6 +26,7 @@ __all__ = [
     "add_counts",
     "merge_dicts",
     "merge_usage",
+    "open_ended",
 ]
 
 
@@ -157,3 +158,8 @@ class OutputState(TypedDict, total=False):
     errors: list[ErrorRecord]
     usage: dict[str, Usage]
     env_steps: dict[str, int]
+
+
+def open_ended(state: State) -> bool:
+    """True when the run's task has no single goal (a score over many achievements)."""
+    return bool((state.get("task_spec") or {}).get("score"))

@@ -9,7 +9,7 @@ from typing import Any
 from rlgpt.envs.base import TaskSpec
 from rlgpt.graph.context import Context
 from rlgpt.graph.schemas import Plan, SubAction
-from rlgpt.graph.state import ActionRecord, ErrorRecord, State
+from rlgpt.graph.state import ActionRecord, ErrorRecord, State, open_ended
 
 
 def task_of(state: State) -> TaskSpec:
@@ -72,11 +72,6 @@ def error_record(
     if detail:
         record["detail"] = detail
     return record
-
-
-def open_ended(state: State) -> bool:
-    """True when the run's task has no single goal (a score over many achievements)."""
-    return bool((state.get("task_spec") or {}).get("score"))
 
 
 def env_steps_left(state: State, ctx: Context, final: bool = False) -> int | None:

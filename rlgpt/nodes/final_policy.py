@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from langgraph.runtime import Runtime
 
@@ -21,16 +21,16 @@ from rlgpt.cancel import stop_check
 from rlgpt.envs.base import EnvSettings, load_adapter
 from rlgpt.execution import Job, JobNotStarted, make_executor
 from rlgpt.graph.context import Context, context_of
+from rlgpt.graph.node_plugins import Role
 from rlgpt.graph.review import review_rl_jobs
 from rlgpt.graph.schemas import Plan
-from rlgpt.graph.state import ActionRecord, EvaluationRecord, FinalPolicyRecord, State
+from rlgpt.graph.state import ActionRecord, EvaluationRecord, FinalPolicyRecord, State, open_ended
 from rlgpt.logging import get_logger
 from rlgpt.nodes.common import (
     env_steps_left,
     error_record,
     executor_of,
     library_dir,
-    open_ended,
     plan_of,
     task_of,
 )
@@ -70,10 +70,10 @@ def final_budget(state: State, ctx: Context) -> int:
     return ctx.rl_timesteps if left is None else left
 
 
-def final_policy(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Train (or play) the final whole-game agent; nothing to do on a task with a goal."""
-    ctx = context_of(runtime)
-    if not open_ended(state) or ctx.final_policy == "none":
+def final_agent(state: State, ctx: Context, mode: Literal["rl", "code"]) -> dict[str, Any]:
+    """Train (`rl`) or play (`code`) the final whole-game agent; nothing to do on a task
+    with a goal."""
+    if not open_ended(state):
         return {}
     plan = plan_of(state)
     library = state.get("library", {})
@@ -84,7 +84,7 @@ def final_policy(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         return {"errors": [error_record("final_policy", "budget_spent", message)]}
     out = Path(state["run_dir"]) / FINAL_DIR
     started = time.monotonic()
-    if ctx.final_policy == "rl":
+    if mode == "rl":
         actions = passed_actions(plan, library, ev, ctx.success_threshold)
         return _train(state, ctx, actions, budget, out, started)
     steps = [
@@ -96,6 +96,36 @@ def final_policy(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         for s in (plan.sub_actions if plan is not None else [])
     ]
     return _play(state, ctx, steps, budget, out, started)
+
+
+class RLFinalPolicy:
+    """The final agent as one RL policy over the primitives and the passed actions."""
+
+    role: ClassVar[Role] = "final_policy"
+    name: ClassVar[str] = "rl"
+
+    def __call__(self, state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        return final_agent(state, context_of(runtime), "rl")
+
+
+class CodeFinalAgent:
+    """The final agent as the plan's code actions alone, playing whole episodes."""
+
+    role: ClassVar[Role] = "final_policy"
+    name: ClassVar[str] = "code"
+
+    def __call__(self, state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        return final_agent(state, context_of(runtime), "code")
+
+
+class NoFinalAgent:
+    """No final agent: the run's result is its last evaluation."""
+
+    role: ClassVar[Role] = "final_policy"
+    name: ClassVar[str] = "none"
+
+    def __call__(self, state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        return {}
 
 
 def _train(
