@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import threading
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,7 +18,7 @@ from rlgpt.cancel import STOP_EVENT
 from rlgpt.envs.base import load_adapter
 from rlgpt.graph import preflight
 from rlgpt.graph.context import Context, context_of
-from rlgpt.graph.node_plugins import Role, node_plugin
+from rlgpt.graph.node_plugins import ROLES, Role, node_plugin
 from rlgpt.graph.review import review_plan
 from rlgpt.graph.state import InputState, OutputState, State, open_ended
 from rlgpt.logging import get_logger
@@ -52,22 +51,16 @@ STOP_GRACE_SECONDS = 120.0
 
 
 def _dispatch(role: Role) -> RunnableLambda[State, dict[str, Any]]:
-    """A node that runs the plugin the run's context chooses for `role` (see `_stoppable`)."""
+    """A node that runs the plugin the run's context chooses for `role`.
+
+    The plugin is sync. Each step gets a stop signal (`rlgpt.cancel`) that is set
+    when the step runs past `node_timeout` or, in async runs (the graph server), when the
+    run is cancelled: RL training polls it and stops, keeping the policy trained so far.
+    """
 
     def run_plugin(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         plugin = node_plugin(role, getattr(context_of(runtime), role))
         return plugin(state, runtime)
-
-    return _stoppable(role, run_plugin)
-
-
-def _stoppable(
-    name: str, run_plugin: Callable[[State, Runtime[Context]], dict[str, Any]]
-) -> RunnableLambda[State, dict[str, Any]]:
-    """A node running the sync `run_plugin`, with a stop signal (`rlgpt.cancel`) that is set
-    when the step runs past `node_timeout` or, in async runs (the graph server), when the
-    run is cancelled: RL training polls it and stops, keeping the policy trained so far.
-    """
 
     def sync_node(state: State, config: RunnableConfig) -> dict[str, Any]:
         runtime: Runtime[Context] = get_runtime()
@@ -98,18 +91,18 @@ def _stoppable(
         try:
             return await asyncio.wait_for(asyncio.shield(work), timeout)
         except TimeoutError:
-            log.warning("node_timeout", node=name, seconds=timeout)
+            log.warning("node_timeout", node=role, seconds=timeout)
             stop.set()
             return await asyncio.wait_for(work, STOP_GRACE_SECONDS)
         except asyncio.CancelledError:
-            log.info("node_cancelled", node=name)
+            log.info("node_cancelled", node=role)
             stop.set()
             # A cancelled thread keeps running: wait for it to wind down before the run ends.
             with contextlib.suppress(BaseException):
                 await asyncio.wait({work}, timeout=STOP_GRACE_SECONDS)
             raise
 
-    return RunnableLambda(sync_node, afunc=async_node, name=name)
+    return RunnableLambda(sync_node, afunc=async_node, name=role)
 
 
 def report(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -132,7 +125,7 @@ builder = StateGraph(
     State, context_schema=Context, input_schema=InputState, output_schema=OutputState
 )
 builder.add_node("start", start)
-for _role in ("planner", "coder", "rl_trainer", "critic", "final_policy"):
+for _role in ROLES:
     builder.add_node(_role, _dispatch(_role))
 builder.add_node("review_plan", review_plan, destinations=("coder", "planner"))
 builder.add_node("report", report)

@@ -1,11 +1,11 @@
 """The automatic curriculum of an open-ended task (a score over many achievements).
 
 Each planner call on such a task is one round: the steps the agent already carries out
-reliably are kept, in their order, and the model adds the steps toward the next one or
-two achievements, chosen from what the agent can do and what it tried and missed (as
-Voyager's curriculum proposes the next task from the agent's progress). The critic sends
-the run back for the next round when every step passes; the rounds, the budget share
-kept for the final whole-game policy, or the loop budgets end it.
+reliably are kept, in their order, and the model adds the steps toward the next
+`curriculum_targets` achievements, chosen from what the agent can do and what it tried
+and missed (as Voyager's curriculum proposes the next task from the agent's progress).
+The critic sends the run back for the next round when every step passes; the rounds, the
+budget share kept for the final whole-game policy, or the loop budgets end it.
 """
 
 from __future__ import annotations
