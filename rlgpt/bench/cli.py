@@ -22,7 +22,7 @@ log = get_logger("rlgpt.bench")
 
 #: Suites a bare `rlgpt bench` runs; the others run only when named.
 SUITES = ("throughput", "learning")
-ALL_SUITES = (*SUITES, "model", "tasks", "scaling")
+ALL_SUITES = (*SUITES, "model", "tasks", "scaling", "peer")
 # Env-step budgets of the learning suite; `--budget` overrides.
 BUDGETS = {"quick": 1_500, "full": 1_000_000}
 QUICK_EPISODE_LENGTH = 500
@@ -104,7 +104,10 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         help="JSON file of extra Context fields for methods c and d (models, loop budgets, ...).",
     )
     parser.add_argument(
-        "--ppo-steps", type=int, help="Env steps of each PPO throughput run (default 20,000)."
+        "--ppo-steps",
+        type=int,
+        help="Env steps of each PPO throughput run (default 20,000); peer: env steps timed per "
+        "measurement (default 131,072).",
     )
     parser.add_argument(
         "--compare-with",
@@ -123,7 +126,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "--rounds",
         type=int,
         default=3,
-        help="model: rounds per cache setting; scaling: local-then-Ray pairs (default 3).",
+        help="model: rounds per cache setting; scaling: local-then-Ray pairs; peer: rounds of "
+        "every configuration (default 3).",
     )
     model.add_argument(
         "--repeats",
@@ -350,6 +354,24 @@ def run_scaling_suite(args: argparse.Namespace) -> dict[str, Path]:
     return write(run_scaling(config, runs_root, on_round=write))
 
 
+def run_peer_suite(args: argparse.Namespace) -> dict[str, Path]:
+    """Measure rlgpt's PPO rate beside the JAX peer's, interleaved, and write the files."""
+    from rlgpt.bench.peer import PeerSuiteConfig, run_peer, write_peer
+
+    config = PeerSuiteConfig(rounds=args.rounds, seed=_ints(args.seeds or "0")[0])
+    if args.quick:
+        config.peer_envs, config.rlgpt_n_envs = (8,), (8,)
+        config.n_steps, config.steps, config.rounds = 32, 512, 1
+    if args.ppo_steps:
+        config.steps = args.ppo_steps
+    tag = args.tag or ("quick" if args.quick else "full")
+
+    def write(measured: dict[str, Any]) -> dict[str, Path]:
+        return write_peer(config, measured, args.out, tag)
+
+    return write(run_peer(config, on_round=write))
+
+
 def run_tasks_suite(args: argparse.Namespace) -> dict[str, Path]:
     """The full loop on each task and seed; the result files are rewritten after each run."""
     from rlgpt.bench.tasks import DEFAULT_TASKS, TasksConfig, read_context_file, run_tasks
@@ -399,6 +421,10 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         from rlgpt.bench.scaling import scaling_markdown
 
         return scaling_markdown(result)
+    if suite == "peer":
+        from rlgpt.bench.peer import peer_markdown
+
+        return peer_markdown(result)
     raise ValueError(f"unknown suite {suite!r} in the result")
 
 
@@ -426,6 +452,7 @@ def run_bench(args: argparse.Namespace) -> int:
         "model": run_model_suite,
         "tasks": run_tasks_suite,
         "scaling": run_scaling_suite,
+        "peer": run_peer_suite,
     }
     try:
         if args.render:

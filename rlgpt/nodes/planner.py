@@ -344,5 +344,7 @@ def rule_problems(adapter: EnvAdapter, plan: Plan) -> tuple[list[str], dict[str,
         if step.id in counts:
             step.predicate = counts[step.id]
             raised[step.id] = step.predicate.describe()
-            step.description += f" ({raised[step.id]})"
+            # A count raised again replaces the one an earlier check appended.
+            stale = re.compile(rf" \(inventory {re.escape(step.predicate.name)} >= \d+\)")
+            step.description = stale.sub("", step.description) + f" ({raised[step.id]})"
     return list(problems), raised

@@ -94,14 +94,19 @@ def test_planner_moves_a_step_the_rules_need_earlier() -> None:
     steps = [("wood", "inventory", "wood"), ("pick", "achievement", "make_wood_pickaxe")]
     steps += [("table", "achievement", "place_table"), ("stone", "inventory", "stone")]
     wrong = Plan.model_validate(json.loads(plan(*[(*s, "code") for s in steps])))
+    # A revised plan often repeats the count an earlier check appended to a description.
+    wrong.sub_actions[0].description += " (inventory wood >= 2)"
     adapter = load_adapter("crafter")
     problems, _ = rule_problems(adapter, wrong)
     assert problems and "(the later step table, if it comes before pick)" in problems[0]
     fixed, left = reorder_by_rules(adapter, wrong, problems)
     assert left == []
     assert [s.id for s in fixed.sub_actions] == ["wood", "table", "pick", "stone"]
-    # The counts follow the new order: enough wood for the table and the pickaxe.
-    assert fixed.sub_actions[0].predicate.at_least >= 2
+    # The counts follow the new order: enough wood for the table and the pickaxe, and the
+    # description names the last count only.
+    assert fixed.sub_actions[0].predicate.at_least == 3
+    assert fixed.sub_actions[0].description.count("(inventory wood >=") == 1
+    assert fixed.sub_actions[0].description.endswith("(inventory wood >= 3)")
     # A plan the rules cannot fix by moving steps keeps its order and its problems.
     alone = Plan.model_validate(json.loads(plan(("table", "achievement", "place_table", "code"))))
     gap, _ = rule_problems(adapter, alone)

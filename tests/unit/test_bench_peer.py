@@ -1,0 +1,91 @@
+"""The peer suite's arithmetic, report and its error without the optional extra."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rlgpt.bench import peer
+from rlgpt.bench.cli import main as bench_main
+from rlgpt.bench.cli import render_markdown
+from rlgpt.bench.peer import PeerSuiteConfig, peer_updates, summarize
+
+
+def _row(round_: int, name: str, rate: float, job: float | None = None) -> dict[str, Any]:
+    kind = "rlgpt" if name.startswith("rlgpt") else "peer"
+    row = {"round": round_, "name": name, "kind": kind, "steps_per_second": rate}
+    if kind == "peer":
+        row["compile_seconds"] = 10.0 + round_
+    else:
+        row["job_steps_per_second"] = job
+    return row
+
+
+ROWS = [
+    _row(0, "peer 8", 1_000.0),
+    _row(0, "peer 256", 8_000.0),
+    _row(0, "rlgpt 8", 4_000.0, 3_600.0),
+    _row(1, "peer 8", 1_200.0),
+    _row(1, "peer 256", 10_000.0),
+    _row(1, "rlgpt 8", 6_000.0, 5_000.0),
+    _row(2, "peer 8", 900.0),
+    _row(2, "peer 256", 5_000.0),
+    _row(2, "rlgpt 8", 5_500.0, 5_000.0),
+]
+
+
+def test_ratio_is_taken_per_round_against_the_best_peer_configuration() -> None:
+    result = summarize(ROWS)
+    assert result["best_peer"] == "peer 256" and result["best_rlgpt"] == "rlgpt 8"
+    # Per round: 4000/8000, 6000/10000, 5500/5000.
+    assert result["ratio"]["per_round"] == pytest.approx([0.5, 0.6, 1.1])
+    assert result["ratio"]["median"] == pytest.approx(0.6)
+    assert (result["ratio"]["min"], result["ratio"]["max"]) == pytest.approx((0.5, 1.1))
+    assert result["job_ratio"]["median"] == pytest.approx(0.5)
+    assert result["goal_met"] is False
+    assert result["summary"]["peer 256"]["median"] == 8_000.0
+    assert result["summary"]["peer 256"]["compile_seconds"]["max"] == 12.0
+    assert result["summary"]["rlgpt 8"]["job"]["min"] == 3_600.0
+    # Without both sides there is no ratio to give.
+    assert "ratio" not in summarize([r for r in ROWS if r["kind"] == "peer"])
+
+
+def test_report_names_the_ratio_the_goal_and_the_peer_as_our_own_code() -> None:
+    result = {
+        "suite": "peer",
+        "config": {"n_steps": 256, "rounds": 3, "steps": 131_072},
+        "command": ["rlgpt", "bench", "peer"],
+        **summarize(ROWS),
+    }
+    text = render_markdown(result)
+    assert "this benchmark's own JAX code" in text
+    assert "| peer 256 | 3 | 8000 | 5000-10000 | 11.0 |  |" in text
+    assert "median **0.60**, range 0.50-1.10 (n=3); whole job 0.50" in text
+    assert "Goal >= 1.0: not met" in text
+
+
+def test_peer_updates_cover_the_asked_steps_in_whole_updates() -> None:
+    config = PeerSuiteConfig(n_steps=256, steps=131_072)
+    assert peer_updates(config, 256) == 2
+    assert peer_updates(config, 8) == 64
+    assert peer_updates(PeerSuiteConfig(n_steps=256, steps=1), 256) == 1
+    with pytest.raises(ValueError, match="resets"):
+        PeerSuiteConfig(resets=("instant",)).validate()
+
+
+def test_bench_peer_without_the_extra_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        peer.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "craftax" else real(name, *a),
+    )
+    with pytest.raises(ValueError, match=r"needs craftax: install the optional extra"):
+        peer.require_peer()
+    assert bench_main(["peer", "--quick", "--out", str(tmp_path)]) == 2
+    assert not list(tmp_path.iterdir())
