@@ -390,6 +390,9 @@ def check_feedback(
     for error in (check.get("errors") or [])[:2]:
         where = f" at line {error['line']}" if error.get("line") else ""
         lines.append(f"Error{where}: {error.get('kind', 'error')}: {error.get('message', '')}")
+    short = _stopped_short(failed, step)
+    if short and (skills is None or "count" in skills):
+        lines.append(short)
     gave_up = any("without taking any env step" in str(r.get("reason", "")) for r in failed)
     if gave_up and (skills is None or "explore" in skills):
         # The commonest small-model mistake, said in the skill API's own terms.
@@ -398,6 +401,28 @@ def check_feedback(
             "api.explore() and look again instead of returning False."
         )
     return "\n".join(lines)
+
+
+def _stopped_short(failed: list[dict[str, Any]], step: SubAction) -> str:
+    """A hint when the action returned False with some but too few of the item its check
+    counts: small models bound their loops by a guess that is often too small."""
+    pred = step.predicate
+    if pred.kind != "inventory":
+        return ""
+    got = [
+        int(r.get("inventory", {}).get(pred.name, 0))
+        for r in failed
+        if str(r.get("reason", "")).startswith("the action returned False after")
+    ]
+    short = [n for n in got if 0 < n < pred.at_least]
+    if not short:
+        return ""
+    tries = max(20, 5 * pred.at_least)
+    return (
+        f"It returned False holding {max(short)} {pred.name} of the {pred.at_least} the check "
+        f"needs: its loop ended too early. A pass gets at most one {pred.name} and may fail, "
+        f"so give it several tries for each one, e.g. `for _ in range({tries}):`."
+    )
 
 
 def _read(path: str) -> str | None:

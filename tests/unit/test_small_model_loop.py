@@ -264,6 +264,30 @@ def test_check_feedback_names_a_give_up_before_acting() -> None:
     ]
 
 
+def test_check_feedback_names_a_loop_that_stopped_short() -> None:
+    from rlgpt.graph.schemas import SubAction
+    from rlgpt.nodes.coder import check_feedback
+
+    stone = Predicate(kind="inventory", name="stone", at_least=6)
+    step = SubAction(id="stone", description="d", predicate=stone, method="code")
+    failed = {
+        "seed": 3,
+        "success": False,
+        "reason": "the action returned False after 40 env steps",
+        "inventory": {"stone": 5, "wood_pickaxe": 1},
+    }
+    check = {"episodes": 1, "successes": 0, "results": [failed], "errors": []}
+    hint = (
+        "It returned False holding 5 stone of the 6 the check needs: its loop ended too early. "
+        "A pass gets at most one stone and may fail, so give it several tries for each one, "
+        "e.g. `for _ in range(30):`."
+    )
+    assert check_feedback(check, step).splitlines()[-1] == hint
+    # Not when nothing was collected (another mistake), nor for an env without the skill.
+    assert hint not in check_feedback({**check, "results": [{**failed, "inventory": {}}]}, step)
+    assert hint not in check_feedback(check, step, skills=["explore", "do"])
+
+
 def test_no_repair_when_the_earlier_steps_failed() -> None:
     from rlgpt.nodes.coder import earlier_steps_failed
 
