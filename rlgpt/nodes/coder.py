@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -32,6 +34,7 @@ from rlgpt.nodes.prompts import (
     rl_setup_schema,
     skills_doc,
 )
+from rlgpt.nodes.prompts.common import manual_lines
 from rlgpt.nodes.shared_policies import adopt_policy
 from rlgpt.tools.code_check import check_code_action
 
@@ -120,14 +123,17 @@ class LLMCoder:
         best: tuple[str, dict[str, Any], str] | None = None  # (code, check, origin)
         checked = 0
 
-        skills = [spec.name for spec in load_adapter(ctx.env).skill_specs()]
+        adapter = load_adapter(ctx.env)
+        skills = [spec.name for spec in adapter.skill_specs()]
+        manual = adapter.manual()
         shared = SharedLibrary(ctx.shared_library_dir(), ctx.env) if ctx.reuse_library else None
         similar: list[tuple[str, str]] = []
         if shared is not None and previous is None:
             reuse = self._reuse(step, plan, state, library, ctx, shared, errors)
             best, similar, checked = reuse.best, reuse.similar, reuse.env_steps
             if reuse.exact and best is not None and best[1]["success_rate"] < ctx.code_pass_rate:
-                feedback, previous_code = check_feedback(best[1], step, skills=skills), best[0]
+                feedback = check_feedback(best[1], step, skills, best[0], manual)
+                previous_code = best[0]
 
         attempts = 0
         while attempts <= ctx.code_repairs and (
@@ -151,7 +157,8 @@ class LLMCoder:
                 # Nothing this step's code does can make up for that: the critic sees it.
                 log.info("code_check_prelude_failed", subaction=step.id)
                 break
-            feedback, previous_code = check_feedback(check, step, skills=skills), answer
+            feedback = check_feedback(check, step, skills, answer, manual)
+            previous_code = answer
         if best is None:
             best = (previous_code or "", {"success_rate": 0.0, "episodes": 0}, "no usable code")
         code, check, origin = best
@@ -364,13 +371,17 @@ def earlier_steps_failed(check: dict[str, Any]) -> bool:
 def check_feedback(
     check: dict[str, Any],
     step: SubAction,
-    episodes: int = 2,
     skills: Collection[str] | None = None,
+    code: str = "",
+    manual: str = "",
+    episodes: int = 2,
 ) -> str:
     """What the check saw, for the next attempt: failing episodes with why, the inventory
     at the end and the last skill calls, and the errors.
 
-    `skills` are the env's skill names (None: any); hints name only skills it has.
+    `skills` are the env's skill names (None: any); hints name only skills it has. With
+    the checked `code` and the env's `manual`, things the code walks to that the manual's
+    lines about the step never name are pointed out.
     """
     results = check.get("results") or []
     failed = [r for r in results if not r.get("success")]
@@ -393,6 +404,9 @@ def check_feedback(
     short = _stopped_short(failed, step)
     if short and (skills is None or "count" in skills):
         lines.append(short)
+    stray = _unnamed_targets(code, step, manual)
+    if stray:
+        lines.append(stray)
     gave_up = any("without taking any env step" in str(r.get("reason", "")) for r in failed)
     if gave_up and (skills is None or "explore" in skills):
         # The commonest small-model mistake, said in the skill API's own terms.
@@ -422,6 +436,37 @@ def _stopped_short(failed: list[dict[str, Any]], step: SubAction) -> str:
         f"It returned False holding {max(short)} {pred.name} of the {pred.at_least} the check "
         f"needs: its loop ended too early. A pass gets at most one {pred.name} and may fail, "
         f"so give it several tries for each one, e.g. `for _ in range({tries}):`."
+    )
+
+
+def _unnamed_targets(code: str, step: SubAction, manual: str) -> str:
+    """A hint when the code looks for or walks to things that the manual's lines about the
+    step never name: a small model copies them from similar code (a furnace sought for a
+    stone pickaxe, which needs a table)."""
+    lines = manual_lines(manual, [step.id, step.predicate.name], 4)
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return ""
+    if not lines:
+        return ""
+    named = set(re.findall(r"[a-z_]+", " ".join(lines).lower()))
+    targets = [
+        node.args[0].value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in ("seen", "move_to")
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
+    ]
+    stray = [t for t in dict.fromkeys(targets) if t not in named]
+    if not stray:
+        return ""
+    return (
+        f"The code looks for {', '.join(stray)}, which the manual's lines about {step.id} do "
+        f"not name: {' '.join(lines)}"
     )
 
 

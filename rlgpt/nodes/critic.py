@@ -138,13 +138,16 @@ def guard(
     Code is fixed before the plan is: while a step is weak and the coder has budget left,
     a model's `planner` or early `end` becomes `coder` (a small model otherwise throws
     away a sound plan, or stops, after one weak evaluation). The model's feedback and
-    choice of steps are kept, with the measured facts beside them.
+    choice of weak steps are kept, with the measured facts beside them; a step it names
+    that passed the evaluation is dropped, since its code passes its check already and a
+    repair would spend an inner loop on nothing.
     """
     fallback = rules_verdict(state, ctx, plan, ev)
     if ev["task_success_rate"] >= ctx.success_threshold or fallback["source"] == "budget":
         return fallback
-    known = {s.id for s in plan.sub_actions}
-    ids = list(dict.fromkeys(i for i in verdict.subaction_ids if i in known))
+    passed = ev["subaction_success"]
+    weak = {s.id for s in plan.sub_actions if passed.get(s.id, 0.0) < ctx.success_threshold}
+    ids = list(dict.fromkeys(i for i in verdict.subaction_ids if i in weak))
     feedback = f"{verdict.feedback}\nWhat the evaluation saw: {fallback['feedback']}".strip()
     if fallback["route"] == "coder":
         return _verdict("coder", ids or fallback["subaction_ids"], feedback, "llm")

@@ -103,6 +103,10 @@ def test_guard_keeps_model_within_budget_and_plan() -> None:
     assert guard(asked, spent, Context(max_inner_loops=2), PLAN, ev)["route"] == "planner"
     solved = _ev(1.0, {"get_wood": 1.0, "table": 1.0})
     assert guard(Verdict(route="coder"), state, Context(), PLAN, solved)["route"] == "end"
+    # A step that passed the evaluation is not sent back: the weak one is.
+    table_weak = _ev(0.0, {"get_wood": 1.0, "table": 0.2})
+    passed = Verdict(route="coder", subaction_ids=["get_wood"], feedback="fix wood")
+    assert guard(passed, state, Context(), PLAN, table_weak)["subaction_ids"] == ["table"]
 
 
 def test_guard_fixes_code_before_the_plan() -> None:

@@ -288,6 +288,39 @@ def test_check_feedback_names_a_loop_that_stopped_short() -> None:
     assert hint not in check_feedback(check, step, skills=["explore", "do"])
 
 
+def test_check_feedback_names_what_the_code_seeks_that_the_manual_does_not() -> None:
+    from rlgpt.envs.base import load_adapter
+    from rlgpt.graph.schemas import SubAction
+    from rlgpt.nodes.coder import check_feedback
+
+    manual = load_adapter("crafter").manual()
+    step = SubAction(
+        id="make_stone_pickaxe",
+        description="d",
+        predicate=_achievement("make_stone_pickaxe"),
+        method="code",
+    )
+    seeks_furnace = (
+        "def run(api):\n"
+        "    for _ in range(5):\n"
+        "        if api.seen('furnace'):\n"
+        "            api.move_to('table')\n"
+        "            api.make('stone_pickaxe')\n"
+        "    return False\n"
+    )
+    failed = {"seed": 0, "success": False, "reason": "the action returned False after 9 env steps"}
+    check = {"episodes": 1, "successes": 0, "results": [failed], "errors": []}
+    text = check_feedback(check, step, None, seeks_furnace, manual)
+    assert text.splitlines()[-1] == (
+        "The code looks for furnace, which the manual's lines about make_stone_pickaxe do not "
+        "name: - make_stone_pickaxe: make stone_pickaxe (uses 1 wood, 1 stone; nearby table)"
+    )
+    # Code that seeks only what the manual names, or does not parse, gets no such line.
+    fine = seeks_furnace.replace("furnace", "table")
+    assert "which the manual's lines" not in check_feedback(check, step, None, fine, manual)
+    assert "which the manual's lines" not in check_feedback(check, step, None, "def (", manual)
+
+
 def test_no_repair_when_the_earlier_steps_failed() -> None:
     from rlgpt.nodes.coder import earlier_steps_failed
 
