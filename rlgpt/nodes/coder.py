@@ -447,7 +447,7 @@ def _unnamed_targets(code: str, step: SubAction, manual: str) -> str:
     try:
         tree = ast.parse(code)
     except SyntaxError:
-        return ""
+        return ""  # the check's error says so already
     if not lines:
         return ""
     named = set(re.findall(r"[a-z_]+", " ".join(lines).lower()))

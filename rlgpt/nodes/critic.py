@@ -106,11 +106,7 @@ def rules_verdict(
         return _verdict("end", [], f"No usable plan ({problem}); budgets spent.", "budget")
     if not curriculum and ev["task_success_rate"] >= ctx.success_threshold:
         return _verdict("end", [], "The task is solved on the held-out seeds.", "rules")
-    weak = [
-        s.id
-        for s in plan.sub_actions
-        if ev["subaction_success"].get(s.id, 0.0) < ctx.success_threshold
-    ]
+    weak = weak_steps(plan, ev, ctx)
     feedback = failure_summary(ev, weak)
     if curriculum and not weak:
         if outer_left:
@@ -130,6 +126,13 @@ def rules_verdict(
     return _verdict("end", [], f"Budgets spent. {feedback}", "budget")
 
 
+def weak_steps(plan: Plan, ev: EvaluationRecord, ctx: Context) -> list[str]:
+    """The plan's steps, in order, that succeeded in fewer than `success_threshold` of the
+    evaluation's episodes."""
+    rates = ev["subaction_success"]
+    return [s.id for s in plan.sub_actions if rates.get(s.id, 0.0) < ctx.success_threshold]
+
+
 def guard(
     verdict: Verdict, state: State, ctx: Context, plan: Plan, ev: EvaluationRecord
 ) -> VerdictRecord:
@@ -145,8 +148,7 @@ def guard(
     fallback = rules_verdict(state, ctx, plan, ev)
     if ev["task_success_rate"] >= ctx.success_threshold or fallback["source"] == "budget":
         return fallback
-    passed = ev["subaction_success"]
-    weak = {s.id for s in plan.sub_actions if passed.get(s.id, 0.0) < ctx.success_threshold}
+    weak = weak_steps(plan, ev, ctx)
     ids = list(dict.fromkeys(i for i in verdict.subaction_ids if i in weak))
     feedback = f"{verdict.feedback}\nWhat the evaluation saw: {fallback['feedback']}".strip()
     if fallback["route"] == "coder":
