@@ -17,6 +17,11 @@ from rlgpt.graph.schemas import Plan, SubAction
 from rlgpt.graph.state import CurriculumRound, EvaluationRecord, State
 from rlgpt.nodes.common import env_steps_left, open_ended
 
+#: Rounds an achievement may be a target and be missed before it is set aside: no later
+#: round takes it as a target (a small model otherwise asks for the same one round after
+#: round); the final whole-game policy may still learn it.
+SET_ASIDE_AFTER = 3
+
 
 def on_curriculum(state: State, ctx: Context) -> bool:
     """True when the planner works through the run's task in curriculum rounds."""
@@ -65,6 +70,11 @@ def misses(state: State, now_missed: list[str]) -> Counter[str]:
         counts.update(earlier["missed"])
     counts.update(now_missed)
     return counts
+
+
+def set_aside(missed: Counter[str]) -> frozenset[str]:
+    """The achievements missed `SET_ASIDE_AFTER` times or more."""
+    return frozenset(n for n, k in missed.items() if k >= SET_ASIDE_AFTER)
 
 
 def extend(kept: list[SubAction], added: Plan) -> tuple[Plan, list[str]]:
@@ -121,9 +131,16 @@ def keep_checks(kept: list[SubAction], plan: Plan) -> Plan:
     return Plan.model_validate({"rationale": plan.rationale, "sub_actions": steps})
 
 
-def first_targets(plan: Plan, kept: list[SubAction], done: dict[str, float], k: int) -> Plan:
+def first_targets(
+    plan: Plan,
+    kept: list[SubAction],
+    done: dict[str, float],
+    k: int,
+    aside: frozenset[str] = frozenset(),
+) -> Plan:
     """The plan cut after the new step that reaches its `k`-th new target achievement (an
-    achievement not mastered yet): a round is that small, whatever the model planned.
+    achievement not mastered yet): a round is that small, whatever the model planned. New
+    steps toward an achievement set `aside` are dropped.
 
     The rules' order comes first (steps whose needs are met move ahead), so the cut keeps
     what the agent can reach next; the steps after it come back in a later round.
@@ -134,9 +151,12 @@ def first_targets(plan: Plan, kept: list[SubAction], done: dict[str, float], k: 
     for step in plan.sub_actions:
         if found >= k:
             break
+        is_new = step.id not in kept_ids
+        achievement = step.predicate.name if step.predicate.kind == "achievement" else None
+        if is_new and achievement in aside:
+            continue
         steps.append(step)
-        new_target = step.predicate.kind == "achievement" and step.predicate.name not in done
-        if step.id not in kept_ids and new_target:
+        if is_new and achievement is not None and achievement not in done:
             found += 1
     if len(steps) == len(plan.sub_actions):
         return plan
@@ -188,13 +208,21 @@ def progress_text(
         lines.append(
             "Unlocked sometimes: " + ", ".join(f"{n} {r:.0%}" for n, r in sometimes.items())
         )
-    if missed:
+    aside = set_aside(missed)
+    retry = Counter({n: k for n, k in missed.items() if n not in aside})
+    if retry:
         lines.append(
             "Tried as a round's target and missed: "
-            + ", ".join(f"{n} ({k} time{'s' * (k > 1)})" for n, k in missed.most_common())
+            + ", ".join(f"{n} ({k} time{'s' * (k > 1)})" for n, k in retry.most_common())
             + ". Choose another achievement, or the other method (code or rl) for it."
         )
-    remaining = [a for a in achievements if a not in done]
+    if aside:
+        lines.append(
+            f"Set aside after {SET_ASIDE_AFTER} misses, not a target any more: "
+            + ", ".join(sorted(aside))
+            + "."
+        )
+    remaining = [a for a in achievements if a not in done and a not in aside]
     lines.append("Not unlocked reliably yet: " + ", ".join(remaining))
     return "\n".join(lines)
 

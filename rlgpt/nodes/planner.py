@@ -29,6 +29,7 @@ from rlgpt.nodes.curriculum import (
     progress_text,
     restored,
     round_record,
+    set_aside,
 )
 from rlgpt.nodes.prompts import (
     CURRICULUM_ROUND,
@@ -110,7 +111,11 @@ class LLMPlanner:
                 # The rules' order decides what comes next; the counts are those of what is
                 # left after the cut; a kept step keeps the count it passed with.
                 plan = first_targets(
-                    restored(start.kept, plan), start.kept, start.mastered, ctx.curriculum_targets
+                    restored(start.kept, plan),
+                    start.kept,
+                    start.mastered,
+                    ctx.curriculum_targets,
+                    start.aside,
                 )
                 plan, problems = checked_by_rules(adapter, plan)
                 plan = keep_checks(start.kept, plan)
@@ -165,6 +170,7 @@ class RoundStart:
     missed: list[str]
     mastered: dict[str, float]
     text: str
+    aside: frozenset[str]
 
     @classmethod
     def of(cls, state: State, ctx: Context, adapter: EnvAdapter) -> RoundStart:
@@ -173,10 +179,11 @@ class RoundStart:
         ev = last_evaluation(state)
         kept = kept_steps(plan_of(state), ev, threshold)
         missed = missed_targets(state, threshold)
-        progress = progress_text(kept, ev, misses(state, missed), adapter.achievements(), threshold)
+        counts = misses(state, missed)
+        progress = progress_text(kept, ev, counts, adapter.achievements(), threshold)
         number = len(state.get("curriculum", [])) + 1
         text = CURRICULUM_ROUND.format(round=number, progress=progress, k=ctx.curriculum_targets)
-        return cls(kept, missed, mastered(ev, threshold), text)
+        return cls(kept, missed, mastered(ev, threshold), text, set_aside(counts))
 
     def added(self, plan: Plan) -> list[str]:
         """The ids of the plan's steps this round added."""

@@ -301,6 +301,35 @@ def test_a_round_is_cut_after_its_new_targets() -> None:
     ]  # fmt: skip
 
 
+def test_a_target_missed_too_often_is_set_aside() -> None:
+    from collections import Counter
+
+    from rlgpt.nodes.curriculum import SET_ASIDE_AFTER, set_aside
+
+    steps = [
+        _step("wood", "inventory", "wood", 3),
+        _step("table", "achievement", "place_table"),
+        _step("pickaxe", "achievement", "make_wood_pickaxe"),
+        _step("sword", "achievement", "make_wood_sword"),
+    ]
+    whole = Plan(sub_actions=steps)
+    aside = set_aside(Counter({"make_wood_pickaxe": SET_ASIDE_AFTER, "place_table": 1}))
+    assert aside == {"make_wood_pickaxe"}
+    # Its new step is dropped and the next achievement takes its place as a target.
+    cut = first_targets(whole, [], {}, 2, aside)
+    assert [s.id for s in cut.sub_actions] == ["wood", "table", "sword"]
+    # A kept step toward it stays: it passed.
+    assert [s.id for s in first_targets(whole, steps[:3], {}, 1, aside).sub_actions] == [
+        "wood", "table", "pickaxe", "sword",
+    ]  # fmt: skip
+    ev = _ev({}, {"place_table": 0.3})
+    missed = Counter({"make_wood_pickaxe": SET_ASIDE_AFTER, "place_table": 1})
+    text = progress_text([], ev, missed, ["place_table", "make_wood_pickaxe", "wake_up"], 0.8)
+    assert "Tried as a round's target and missed: place_table (1 time)." in text
+    assert f"Set aside after {SET_ASIDE_AFTER} misses, not a target any more: " in text
+    assert text.endswith("Not unlocked reliably yet: place_table, wake_up")
+
+
 def test_method_d_sits_in_the_table_of_its_final_policys_observation() -> None:
     from rlgpt.bench.learning import observation_of
     from rlgpt.bench.learning_config import LearningConfig
