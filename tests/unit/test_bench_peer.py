@@ -85,7 +85,8 @@ def test_bench_peer_without_the_extra_is_a_clear_error(
         "find_spec",
         lambda name, *a: None if name == "craftax" else real(name, *a),
     )
-    with pytest.raises(ValueError, match=r"needs craftax: install the optional extra"):
+    # Without the extra every module is missing; here at least craftax is.
+    with pytest.raises(ValueError, match=r"needs (\w+, )*craftax: install the optional extra"):
         peer.require_peer()
     assert bench_main(["peer", "--quick", "--out", str(tmp_path)]) == 2
     assert not list(tmp_path.iterdir())
