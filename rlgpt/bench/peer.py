@@ -99,8 +99,8 @@ def measure_rlgpt(config: PeerSuiteConfig, n_envs: int, scratch: Path) -> dict[s
 def run_peer(
     config: PeerSuiteConfig, on_round: Callable[[dict[str, Any]], object] | None = None
 ) -> dict[str, Any]:
-    """Every configuration once per round, rlgpt's runs between the peer's; returns the rows,
-    a summary per configuration and rlgpt's ratio to the peer's best configuration."""
+    """Every configuration once per round (the peer's, then rlgpt's); returns the rows, a
+    summary per configuration and rlgpt's ratio to the peer's best configuration."""
     config.validate()
     require_peer()
     import torch
