@@ -181,6 +181,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def peer_markdown(result: Mapping[str, Any]) -> str:
     """The suite's tables: every configuration's rate and the ratio to the peer's best."""
     config = result["config"]
+    rounds = len({r["round"] for r in result["rows"]})
     lines = [
         "# Speed beside a JAX peer: PPO training on Crafter and on Craftax-Classic",
         "",
@@ -191,7 +192,8 @@ def peer_markdown(result: Mapping[str, Any]) -> str:
         f"{config['n_steps']} rollout steps per env, minibatches of an eighth of the rollout, "
         "4 epochs). rlgpt trains on Crafter's own rules through its adapter; Craftax-Classic "
         "re-implements them and differs in places, so the peer is a yardstick for speed only. "
-        f"Every configuration ran once per round, {config['rounds']} round(s), about "
+        f"Every configuration ran once per round, {rounds} of {config['rounds']} round(s) "
+        "measured, about "
         f"{config['steps']:,} env steps per measurement; rates are env steps per second "
         "(rlgpt: inside SB3's learn(), and for the whole job).",
         "",

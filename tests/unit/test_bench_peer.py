@@ -62,6 +62,9 @@ def test_report_names_the_ratio_the_goal_and_the_peer_as_our_own_code() -> None:
     }
     text = render_markdown(result)
     assert "this benchmark's own JAX code" in text
+    assert "once per round, 3 of 3 round(s) measured" in text
+    one_round = {**result, **summarize([r for r in ROWS if r["round"] == 0])}
+    assert "1 of 3 round(s) measured" in render_markdown(one_round)
     assert "| peer 256 | 3 | 8000 | 5000-10000 | 11.0 |  |" in text
     assert "median **0.60**, range 0.50-1.10 (n=3); whole job 0.50" in text
     assert "Goal >= 1.0: not met" in text
