@@ -369,7 +369,7 @@ def run_peer_suite(args: argparse.Namespace) -> dict[str, Path]:
     def write(measured: dict[str, Any]) -> dict[str, Path]:
         return write_peer(config, measured, args.out, tag)
 
-    return write(run_peer(config, on_round=write))
+    return write(run_peer(config, on_result=write))
 
 
 def run_tasks_suite(args: argparse.Namespace) -> dict[str, Path]:

@@ -97,10 +97,11 @@ def measure_rlgpt(config: PeerSuiteConfig, n_envs: int, scratch: Path) -> dict[s
 
 
 def run_peer(
-    config: PeerSuiteConfig, on_round: Callable[[dict[str, Any]], object] | None = None
+    config: PeerSuiteConfig, on_result: Callable[[dict[str, Any]], object] | None = None
 ) -> dict[str, Any]:
     """Every configuration once per round (the peer's, then rlgpt's); returns the rows, a
-    summary per configuration and rlgpt's ratio to the peer's best configuration."""
+    summary per configuration and rlgpt's ratio to the peer's best configuration.
+    `on_result` gets that summary after every measurement (some take minutes)."""
     config.validate()
     require_peer()
     import torch
@@ -116,6 +117,8 @@ def run_peer(
                              "steps_per_second": got["steps_per_second"],
                              "compile_seconds": got["compile_seconds"],
                              "env_steps": got["env_steps"], "raw": got})  # fmt: skip
+                if on_result is not None:
+                    on_result(summarize(rows))
         for n_envs in config.rlgpt_n_envs:
             log.info("bench_peer", round=index, part="rlgpt", n_envs=n_envs)
             with tempfile.TemporaryDirectory(prefix="rlgpt-peer-") as scratch:
@@ -124,8 +127,8 @@ def run_peer(
                          "kind": "rlgpt", "steps_per_second": got["steps_per_second"],
                          "job_steps_per_second": got["job_steps_per_second"],
                          "env_steps": got["env_steps"], "raw": got})  # fmt: skip
-        if on_round is not None:
-            on_round(summarize(rows))
+            if on_result is not None:
+                on_result(summarize(rows))
     return summarize(rows)
 
 
