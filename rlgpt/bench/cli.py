@@ -116,6 +116,14 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         help="Earlier result of the same suite: throughput writes a before/after table next "
         "to the new one; tasks shows its success per task as `before`.",
     )
+    peer = parser.add_argument_group("peer suite")
+    peer.add_argument(
+        "--peer-envs", help="Comma-separated env counts of the peer's PPO (default 8,64,256)."
+    )
+    peer.add_argument(
+        "--peer-resets",
+        help="Comma-separated reset modes of the peer: optimistic, fresh (default both).",
+    )
     model = parser.add_argument_group("model and tasks suites")
     model.add_argument(
         "--model",
@@ -364,6 +372,10 @@ def run_peer_suite(args: argparse.Namespace) -> dict[str, Path]:
         config.n_steps, config.steps, config.rounds = 32, 512, 1
     if args.ppo_steps:
         config.steps = args.ppo_steps
+    if args.peer_envs:
+        config.peer_envs = tuple(_ints(args.peer_envs))
+    if args.peer_resets:
+        config.resets = tuple(r.strip() for r in args.peer_resets.split(",") if r.strip())
     tag = args.tag or ("quick" if args.quick else "full")
 
     def write(measured: dict[str, Any]) -> dict[str, Path]:

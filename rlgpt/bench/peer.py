@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import statistics
 import subprocess
@@ -26,9 +27,11 @@ PEER_MODULES = ("jax", "flax", "optax", "craftax")
 PROCESS_LAYOUT = (
     "Each peer measurement is a fresh Python process running `python -m rlgpt.bench.peer_jax` "
     "(XLA's CPU thread pool on both cores; the rollout and the updates are one compiled "
-    "program). rlgpt's measurement runs in the suite's process: torch on one thread with the "
-    "envs stepped in the same process, and its world-prefetch helper process on the second "
-    "core. Nothing else of the suite runs during a measurement."
+    "program). rlgpt's measurement runs in the suite's process: torch on one thread; with 1 "
+    "env process the envs step in that process, with 2 a helper process steps a shard of them "
+    "at the same time on the second core; every env-stepping process has a world-prefetch "
+    "helper that generates each env's next world during the episode. Nothing else of the "
+    "suite runs during a measurement."
 )
 
 
@@ -45,6 +48,11 @@ class PeerSuiteConfig:
     n_steps: int = described(256, "Rollout steps per env and update (rlgpt's PPO setting).")
     steps: int = described(131_072, "Env steps timed per measurement (peer: whole updates).")
     rlgpt_n_envs: tuple[int, ...] = described((8,), "Env counts of rlgpt's PPO-MLP runs.")
+    rlgpt_env_processes: tuple[int, ...] = described(
+        (1, 2),
+        "Env processes of rlgpt's runs: 1 = every env in the training process, 2 = a helper "
+        "process steps a shard of them on the second core (the pipeline default).",
+    )
     rounds: int = described(3, "Rounds; every configuration is measured once per round.")
     seed: int = described(0, "Seed of the peer's worlds and of rlgpt's runs.")
 
@@ -54,6 +62,10 @@ class PeerSuiteConfig:
             raise ValueError("rounds, steps and n_steps must be at least 1")
         if not self.peer_envs or not self.rlgpt_n_envs or min(self.peer_envs) < 1:
             raise ValueError("peer_envs and rlgpt_n_envs need at least one positive count")
+        if not self.rlgpt_env_processes or not set(self.rlgpt_env_processes) <= {1, 2}:
+            raise ValueError(
+                f"rlgpt_env_processes must be 1 and/or 2, got {self.rlgpt_env_processes}"
+            )
         unknown = set(self.resets) - {"optimistic", "fresh"}
         if unknown or not self.resets:
             raise ValueError(f"resets must be 'optimistic' and/or 'fresh', got {self.resets}")
@@ -89,11 +101,19 @@ def measure_peer(config: PeerSuiteConfig, envs: int, resets: str) -> dict[str, A
     return measured
 
 
-def measure_rlgpt(config: PeerSuiteConfig, n_envs: int, scratch: Path) -> dict[str, Any]:
+def measure_rlgpt(
+    config: PeerSuiteConfig, n_envs: int, env_processes: int, scratch: Path
+) -> dict[str, Any]:
     """One rlgpt PPO-MLP training run on the symbolic observation (the throughput suite's)."""
     from rlgpt.bench.throughput import measure_ppo
 
-    return measure_ppo(config.steps, n_envs, config.seed, scratch, "symbolic")
+    return measure_ppo(config.steps, n_envs, config.seed, scratch, "symbolic", env_processes)
+
+
+def rlgpt_name(n_envs: int, env_processes: int) -> str:
+    """The table name of an rlgpt configuration."""
+    where = "1 env process" if env_processes == 1 else f"{env_processes} env processes"
+    return f"rlgpt PPO-MLP, {n_envs} envs, {where}"
 
 
 def run_peer(
@@ -119,11 +139,11 @@ def run_peer(
                              "env_steps": got["env_steps"], "raw": got})  # fmt: skip
                 if on_result is not None:
                     on_result(summarize(rows))
-        for n_envs in config.rlgpt_n_envs:
-            log.info("bench_peer", round=index, part="rlgpt", n_envs=n_envs)
+        for n_envs, processes in itertools.product(config.rlgpt_n_envs, config.rlgpt_env_processes):
+            log.info("bench_peer", round=index, part="rlgpt", n_envs=n_envs, processes=processes)
             with tempfile.TemporaryDirectory(prefix="rlgpt-peer-") as scratch:
-                got = measure_rlgpt(config, n_envs, Path(scratch))
-            rows.append({"round": index, "name": f"rlgpt PPO-MLP, {n_envs} envs",
+                got = measure_rlgpt(config, n_envs, processes, Path(scratch))
+            rows.append({"round": index, "name": rlgpt_name(n_envs, processes),
                          "kind": "rlgpt", "steps_per_second": got["steps_per_second"],
                          "job_steps_per_second": got["job_steps_per_second"],
                          "env_steps": got["env_steps"], "raw": got})  # fmt: skip

@@ -170,9 +170,15 @@ def measure_code_action(steps: int, seed: int) -> dict[str, Any]:
 
 
 def measure_ppo(
-    steps: int, n_envs: int, seed: int, out: Path, observation: str = "symbolic"
+    steps: int,
+    n_envs: int,
+    seed: int,
+    out: Path,
+    observation: str = "symbolic",
+    env_processes: int = 1,
 ) -> dict[str, Any]:
-    """PPO training through the RL pipeline: MLP on the symbolic observation, CNN on pixels."""
+    """PPO training through the RL pipeline: MLP on the symbolic observation, CNN on pixels;
+    `env_processes=2` steps a shard of the envs in a helper process (the pipeline default)."""
     from rlgpt.tools.rl_pipeline import RLJob, train_policy
 
     job = RLJob(
@@ -186,6 +192,7 @@ def measure_ppo(
         policy_name=f"bench_{observation}_n{n_envs}",
         progress_every=max(steps, 1),
         checkpoint_every=0,
+        env_processes=env_processes,
     )
     result = train_policy(job)
     return {
@@ -206,8 +213,9 @@ PROCESS_LAYOUT = (
     "Raw probes: crafter.Env in the suite's process, one thread, no other part of the suite "
     "running. "
     "PPO rows: one training process (torch on one thread, the envs stepped in the same "
-    "process); its world-prefetch helper process generates each env's next world during the "
-    "episode, on the second core, and is idle between resets. The code-action row runs its "
+    "process: the suite measures the one-process layout); its world-prefetch helper process "
+    "generates each env's next world during the episode, on the second core, and is idle "
+    "between resets. The code-action row runs its "
     "action in a sandbox worker process, the env in the suite's process."
 )
 

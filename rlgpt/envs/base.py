@@ -105,6 +105,13 @@ class EnvSettings:
         default=False,
         metadata={"description": "Prepare the next episode's world in the background."},
     )
+    skill_memory: bool = field(
+        default=True,
+        metadata={
+            "description": "Keep what skills read (e.g. the map of seen cells); off where no "
+            "code action runs (plain RL), which saves its cost on every step."
+        },
+    )
 
 
 @dataclass(frozen=True)

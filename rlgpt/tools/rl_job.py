@@ -70,6 +70,14 @@ class RLJob(BaseModel):
         le=16,
         description="Envs: worker processes with library actions, else batched in-process.",
     )
+    env_processes: int = Field(
+        default=2,
+        ge=1,
+        le=2,
+        description="Processes stepping plain-PPO envs (no library actions): 2 = a helper "
+        "steps a shard on a second core while the training process steps the rest; 1 = all "
+        "in the training process. Episodes are the same either way.",
+    )
     algo: Literal["auto", "ppo", "maskable_ppo"] = Field(
         default="auto", description="`auto` = MaskablePPO when an action defines `available`."
     )
@@ -196,7 +204,9 @@ class RLResult(BaseModel):
     )
     tensorboard_dir: str = Field(description="SB3 TensorBoard logs; empty when unavailable.")
     tensorboard_note: str = Field(default="", description="Why there are no TensorBoard logs.")
-    vec_env: str = Field(description="`subproc` (code runs in workers) or `dummy`.")
+    vec_env: str = Field(
+        description="`subproc` (code runs in workers), `sharded` (two env processes) or `dummy`."
+    )
     resumed_from: int = Field(
         default=0, description="Env steps already done by an interrupted earlier attempt."
     )

@@ -207,6 +207,23 @@ def test_rendering_does_not_change_dynamics() -> None:
         assert r_p == r_r
 
 
+def test_env_without_skill_memory_plays_the_same_and_refuses_skills() -> None:
+    tracked = CrafterEnv()
+    lean = CrafterAdapter().make_env(
+        CrafterAdapter().task("crafter:score"), EnvSettings(skill_memory=False)
+    )
+    tracked.reset(seed=9)
+    lean.reset(seed=9)
+    for a in np.random.default_rng(2).integers(0, 17, 300):
+        obs_t, r_t, *_ = tracked.step(int(a))
+        obs_l, r_l, *_ = lean.step(int(a))
+        np.testing.assert_array_equal(obs_t, obs_l)
+        assert r_t == r_l
+    assert tracked.memory.mask("grass").any()
+    with pytest.raises(RuntimeError, match="skill_memory=False"):
+        SkillAPI(lean, step=None, max_steps=10)
+
+
 def test_unknown_task_lists_valid_names() -> None:
     with pytest.raises(UnknownTaskError) as err:
         CrafterEnv(CrafterConfig(task="crafter:fly"))

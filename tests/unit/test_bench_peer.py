@@ -77,6 +77,13 @@ def test_peer_updates_cover_the_asked_steps_in_whole_updates() -> None:
     assert peer_updates(PeerSuiteConfig(n_steps=256, steps=1), 256) == 1
     with pytest.raises(ValueError, match="resets"):
         PeerSuiteConfig(resets=("instant",)).validate()
+    with pytest.raises(ValueError, match="rlgpt_env_processes"):
+        PeerSuiteConfig(rlgpt_env_processes=(3,)).validate()
+
+
+def test_rlgpt_rows_name_their_env_processes() -> None:
+    assert peer.rlgpt_name(8, 1) == "rlgpt PPO-MLP, 8 envs, 1 env process"
+    assert peer.rlgpt_name(8, 2) == "rlgpt PPO-MLP, 8 envs, 2 env processes"
 
 
 def test_bench_peer_without_the_extra_is_a_clear_error(

@@ -39,6 +39,7 @@ class CrafterAdapter:
             terminate_on_success=settings.terminate_on_success,
             shaping=settings.shaping,
             prefetch_worlds=settings.prefetch_worlds,
+            skill_memory=settings.skill_memory,
         )
         return CrafterEnv(config)
 

@@ -38,6 +38,12 @@ class CrafterConfig:
         "worlds; resets get ~10x cheaper). For envs stepped in the training process.",
     )
 
+    skill_memory: bool = _described(
+        True,
+        "Update the map of seen cells that skills read after every step; off for plain RL "
+        "(no code action), where nothing reads it.",
+    )
+
     def __post_init__(self) -> None:
         if self.observation not in ("symbolic", "pixels"):
             raise ValueError(

@@ -114,7 +114,8 @@ class CrafterEnv(gym.Env[np.ndarray, np.int64]):
         self._render_rng = np.random.RandomState(self._seed % (2**31 - 1))
         self._view_cache = None
         self._memory.reset()
-        self._update_memory()
+        if self.config.skill_memory:
+            self._update_memory()
         return self._obs(), self._info(False)
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -167,7 +168,8 @@ class CrafterEnv(gym.Env[np.ndarray, np.int64]):
         dead = player.health <= 0
         terminated = bool(dead or (solved and self.config.terminate_on_success))
         truncated = bool(not terminated and self._steps >= self.config.episode_length)
-        self._update_memory()
+        if self.config.skill_memory:
+            self._update_memory()
         info = self._info(dead)
         info["new_achievements"] = sorted(new)
         return self._obs(), reward, terminated, truncated, info
@@ -310,6 +312,8 @@ class CrafterEnv(gym.Env[np.ndarray, np.int64]):
         It is built only from the 9x7 views of this episode, updated after every reset and step
         whoever takes the step (a policy's primitive action or a code action).
         """
+        if not self.config.skill_memory:
+            raise RuntimeError("this env was built with skill_memory=False: skills cannot run")
         return self._memory
 
     # ----------------------------------------------------------------- helpers

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numba
 import numpy as np
 import opensimplex
 from crafter import constants, objects, worldgen
@@ -47,27 +48,42 @@ def noise3_grid(simplex: Any, x: np.ndarray, y: np.ndarray, z: float) -> np.ndar
     grad_index = np.asarray(simplex._perm_grad_index_3D, np.int64) // 3
     shape = np.shape(x)
     x, y = np.ravel(x).astype(np.float64), np.ravel(y).astype(np.float64)
-    zz = np.full_like(x, float(z))
-    offset = (x + y + zz) * _STRETCH
-    xsb, ysb, zsb = np.floor(x + offset), np.floor(y + offset), np.floor(zz + offset)
-    squish = (xsb + ysb + zsb) * SQUISH_CONSTANT_3D
-    d0 = np.stack([x - (xsb + squish), y - (ysb + squish), zz - (zsb + squish)])
-    attn = _CORNER_NORM[:, None] - (d0 * d0).sum(axis=0) + 2.0 * (_CORNERS @ d0)
-    # Only vertices whose kernel reaches the point contribute: hash and gather just those
-    # (about a fifth of the 26 x N pairs).
-    row, col = np.nonzero(attn > 0)
-    xi, yi, zi = xsb.astype(np.int64)[col], ysb.astype(np.int64)[col], zsb.astype(np.int64)[col]
-    oi, oj, ok = _OFFSETS[row, 0], _OFFSETS[row, 1], _OFFSETS[row, 2]
-    index = grad_index[(perm[(perm[(xi + oi) & 255] + yi + oj) & 255] + zi + ok) & 255]
-    live = attn[row, col]
-    live *= live
-    live *= live
-    corner = _CORNERS[row]
-    dot = _GX[index] * (d0[0, col] - corner[:, 0])
-    dot += _GY[index] * (d0[1, col] - corner[:, 1])
-    dot += _GZ[index] * (d0[2, col] - corner[:, 2])
-    total = np.bincount(col, weights=live * dot, minlength=x.size)
-    return (total / NORM_CONSTANT_3D).reshape(shape)
+    out = np.empty(x.size, np.float64)
+    _noise_points(perm, grad_index, x, y, float(z), out)
+    return out.reshape(shape)
+
+
+@numba.njit(cache=True)
+def _noise_points(
+    perm: np.ndarray,
+    grad_index: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    z: float,
+    out: np.ndarray,
+) -> None:  # pragma: no cover - compiled; checked against crafter's noise by the tests
+    # Every lattice vertex whose kernel reaches the point contributes (OpenSimplex picks
+    # among them by region, hence the ~1e-4 difference that MARGIN absorbs).
+    for p in range(x.size):
+        offset = (x[p] + y[p] + z) * _STRETCH
+        xsb, ysb, zsb = np.floor(x[p] + offset), np.floor(y[p] + offset), np.floor(z + offset)
+        squish = (xsb + ysb + zsb) * SQUISH_CONSTANT_3D
+        dx, dy, dz = x[p] - (xsb + squish), y[p] - (ysb + squish), z - (zsb + squish)
+        base = dx * dx + dy * dy + dz * dz
+        xi, yi, zi = int(xsb), int(ysb), int(zsb)
+        total = 0.0
+        for r in range(_OFFSETS.shape[0]):
+            cx, cy, cz = _CORNERS[r, 0], _CORNERS[r, 1], _CORNERS[r, 2]
+            attn = _CORNER_NORM[r] - base + 2.0 * (cx * dx + cy * dy + cz * dz)
+            if attn <= 0.0:
+                continue
+            hx = perm[(xi + _OFFSETS[r, 0]) & 255]
+            hy = perm[(hx + yi + _OFFSETS[r, 1]) & 255]
+            g = grad_index[(hy + zi + _OFFSETS[r, 2]) & 255]
+            attn *= attn
+            dot = _GX[g] * (dx - cx) + _GY[g] * (dy - cy) + _GZ[g] * (dz - cz)
+            total += attn * attn * dot
+        out[p] = total / NORM_CONSTANT_3D
 
 
 def _noise(simplex: Any, x: Any, y: Any, z: float, size: float) -> Any:
@@ -192,7 +208,8 @@ def generate_world(world: Any, player: Any) -> None:
     field = low & ~sand & ~water
     coal_ok, iron_ok, deep = fields["coal"] > 0, fields["iron"] > 0.4, mount > 0.18
     lava = rock & (mount > 0.3) & (fields["lava"] > 0.35)
-    rock_draw = rock & (coal_ok | iron_ok | deep)
+    coal_ok, iron_ok, deep = rock & coal_ok, rock & iron_ok, rock & deep  # drawn in rock only
+    rock_draw = coal_ok | iron_ok | deep
     tree_draw = field & (fields["tree"] > 0)
     mat = np.full((width, height), ids["grass"], np.uint8)
     mat[cave | tunnels] = ids["path"]
@@ -200,35 +217,10 @@ def generate_world(world: Any, player: Any) -> None:
     mat[water] = ids["water"]
     mat[rock] = ids["stone"]
     mat[lava] = ids["lava"]
-    cells = np.argwhere(rock_draw | tree_draw).tolist()  # row-major: crafter's cell order
-    if cells:
-        draws = _Draws(world.random, 3 * len(cells))
-        u = draws.values
-        k = 0
-        coal_l, iron_l, deep_l = coal_ok.tolist(), iron_ok.tolist(), deep.tolist()
-        tree_l = tree_draw.tolist()
-        coal, iron, diamond, tree = ids["coal"], ids["iron"], ids["diamond"], ids["tree"]
-        for x, y in cells:
-            if tree_l[x][y]:
-                k += 1
-                if u[k - 1] > 0.8:
-                    mat[x, y] = tree
-                continue
-            if coal_l[x][y]:
-                k += 1
-                if u[k - 1] > 0.85:
-                    mat[x, y] = coal
-                    continue
-            if iron_l[x][y]:
-                k += 1
-                if u[k - 1] > 0.75:
-                    mat[x, y] = iron
-                    continue
-            if deep_l[x][y]:
-                k += 1
-                if u[k - 1] > 0.994:
-                    mat[x, y] = diamond
-        draws.consume(k)
+    draws = _Draws(world.random, 3 * int(np.count_nonzero(rock_draw | tree_draw)))
+    ore = np.array([ids["coal"], ids["iron"], ids["diamond"], ids["tree"]], np.uint8)
+    used = _material_draws(tree_draw, coal_ok, iron_ok, deep, draws.values, ore, mat)
+    draws.consume(used)
     world._mat_map[...] = mat
     _place_objects(world, player, mat, tunnels, center)
 
@@ -237,14 +229,14 @@ class _Draws:
     """A block of `uniform()` draws taken ahead; `consume(k)` leaves the state after k draws.
 
     `RandomState.random_sample(n)` yields the same numbers as n calls of `uniform()`, so a
-    loop can read them from a list and the random state still ends exactly where crafter's
+    loop can read them from an array and the random state still ends exactly where crafter's
     one-call-per-draw loop leaves it.
     """
 
     def __init__(self, random: np.random.RandomState, n: int) -> None:
         self.random = random
         self.saved = random.get_state()
-        self.values: list[float] = random.random_sample(n).tolist()
+        self.values: np.ndarray = random.random_sample(n)
 
     def consume(self, k: int) -> None:
         self.random.set_state(self.saved)
@@ -267,38 +259,87 @@ def _place_objects(
     cow_ok = walkable & (dist > 3) & (mat == grass)
     zombie_ok = walkable & (dist > 10)
     skeleton_ok = walkable & (mat == path) & tunnels
-    cells = np.argwhere(cow_ok | zombie_ok | skeleton_ok).tolist()
-    if not cells:
-        return
-    cow_l, zombie_l, skeleton_l = cow_ok.tolist(), zombie_ok.tolist(), skeleton_ok.tolist()
-    draws = _Draws(world.random, 3 * len(cells))
-    u = draws.values
-    k = 0
-    found: list[tuple[int, int, str]] = []
-    for x, y in cells:
-        if cow_l[x][y]:
-            k += 1
-            if u[k - 1] > 0.985:
-                found.append((x, y, "cow"))
-                continue
-        if zombie_l[x][y]:
-            k += 1
-            if u[k - 1] > 0.993:
-                found.append((x, y, "zombie"))
-                continue
-        if skeleton_l[x][y]:
-            k += 1
-            if u[k - 1] > 0.95:
-                found.append((x, y, "skeleton"))
-    draws.consume(k)
+    draws = _Draws(world.random, 3 * int(np.count_nonzero(cow_ok | zombie_ok | skeleton_ok)))
+    found = np.empty((width * height, 3), np.int64)
+    used, n_found = _creature_draws(cow_ok, zombie_ok, skeleton_ok, draws.values, found)
+    draws.consume(used)
     # Creatures draw nothing when built, so adding them after the loop keeps every draw.
-    for x, y, kind in found:
-        if kind == "cow":
+    for x, y, kind in found[:n_found].tolist():
+        if kind == _COW:
             world.add(objects.Cow(world, (x, y)))
-        elif kind == "zombie":
+        elif kind == _ZOMBIE:
             world.add(objects.Zombie(world, (x, y), player))
         else:
             world.add(objects.Skeleton(world, (x, y), player))
+
+
+_COW, _ZOMBIE, _SKELETON = 0, 1, 2
+
+
+@numba.njit(cache=True)
+def _material_draws(
+    tree: np.ndarray,
+    coal: np.ndarray,
+    iron: np.ndarray,
+    deep: np.ndarray,
+    u: np.ndarray,
+    ore: np.ndarray,
+    mat: np.ndarray,
+) -> int:  # pragma: no cover - compiled; checked against crafter's worlds by the tests
+    """crafter's random choices of tree, coal, iron and diamond cells, in crafter's cell
+    order (row-major) and draw order; writes `mat`, returns the number of draws used."""
+    k = 0
+    for x in range(mat.shape[0]):
+        for y in range(mat.shape[1]):
+            if tree[x, y]:
+                k += 1
+                if u[k - 1] > 0.8:
+                    mat[x, y] = ore[3]
+                continue
+            if coal[x, y]:
+                k += 1
+                if u[k - 1] > 0.85:
+                    mat[x, y] = ore[0]
+                    continue
+            if iron[x, y]:
+                k += 1
+                if u[k - 1] > 0.75:
+                    mat[x, y] = ore[1]
+                    continue
+            if deep[x, y]:
+                k += 1
+                if u[k - 1] > 0.994:
+                    mat[x, y] = ore[2]
+    return k
+
+
+@numba.njit(cache=True)
+def _creature_draws(
+    cow: np.ndarray, zombie: np.ndarray, skeleton: np.ndarray, u: np.ndarray, found: np.ndarray
+) -> tuple[int, int]:  # pragma: no cover - compiled; checked against crafter's worlds
+    """crafter's `_set_object` draws for every cell in its order; rows (x, y, kind) go to
+    `found`; returns (draws used, creatures found)."""
+    k = 0
+    n = 0
+    for x in range(cow.shape[0]):
+        for y in range(cow.shape[1]):
+            kind = -1
+            if cow[x, y]:
+                k += 1
+                if u[k - 1] > 0.985:
+                    kind = _COW
+            if kind < 0 and zombie[x, y]:
+                k += 1
+                if u[k - 1] > 0.993:
+                    kind = _ZOMBIE
+            if kind < 0 and skeleton[x, y]:
+                k += 1
+                if u[k - 1] > 0.95:
+                    kind = _SKELETON
+            if kind >= 0:
+                found[n, 0], found[n, 1], found[n, 2] = x, y, kind
+                n += 1
+    return k, n
 
 
 def _generate_scalar(world: Any, player: Any, simplex: Any) -> None:
