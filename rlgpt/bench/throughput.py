@@ -175,10 +175,10 @@ def measure_ppo(
     seed: int,
     out: Path,
     observation: str = "symbolic",
-    env_processes: int = 1,
+    env_processes: int | None = None,
 ) -> dict[str, Any]:
     """PPO training through the RL pipeline: MLP on the symbolic observation, CNN on pixels;
-    `env_processes=2` steps a shard of the envs in a helper process (the pipeline default)."""
+    `env_processes` as `RLJob`'s (unset: the pipeline's default layout)."""
     from rlgpt.tools.rl_pipeline import RLJob, train_policy
 
     job = RLJob(
@@ -212,10 +212,11 @@ def measure_ppo(
 PROCESS_LAYOUT = (
     "Raw probes: crafter.Env in the suite's process, one thread, no other part of the suite "
     "running. "
-    "PPO rows: one training process (torch on one thread, the envs stepped in the same "
-    "process: the suite measures the one-process layout); its world-prefetch helper process "
-    "generates each env's next world during the episode, on the second core, and is idle "
-    "between resets. The code-action row runs its "
+    "PPO rows: the pipeline's default layout. Symbolic: one training process (torch on one "
+    "thread, the envs stepped in the same process). Pixels: the training process steps 3 of "
+    "the 8 envs while a helper process steps the other 5 on the second core. Every "
+    "env-stepping process has a world-prefetch helper that generates each env's next world "
+    "during the episode and is idle between resets. The code-action row runs its "
     "action in a sandbox worker process, the env in the suite's process."
 )
 

@@ -70,13 +70,14 @@ class RLJob(BaseModel):
         le=16,
         description="Envs: worker processes with library actions, else batched in-process.",
     )
-    env_processes: int = Field(
-        default=2,
+    env_processes: int | None = Field(
+        default=None,
         ge=1,
         le=2,
         description="Processes stepping plain-PPO envs (no library actions): 2 = a helper "
         "steps a shard on a second core while the training process steps the rest; 1 = all "
-        "in the training process. Episodes are the same either way.",
+        "in the training process; unset = 2 on pixels, 1 on the symbolic observation (see "
+        "`env_process_count`). Episodes and trained weights are the same either way.",
     )
     algo: Literal["auto", "ppo", "maskable_ppo"] = Field(
         default="auto", description="`auto` = MaskablePPO when an action defines `available`."
@@ -141,6 +142,18 @@ class RLJob(BaseModel):
     def in_process(self) -> bool:
         """Whether the envs run in the training process (no library code to contain)."""
         return not (self.action_names or self.prelude)
+
+    @property
+    def env_process_count(self) -> int:
+        """`env_processes`, or its default by observation.
+
+        Measured on 2 cores with 8 envs: pixels train ~15% faster with a helper process
+        (rendering makes each env step heavy), the symbolic MLP no faster (its env steps are
+        too light to repay the round trip to the helper).
+        """
+        if self.env_processes is not None:
+            return self.env_processes
+        return 2 if self.observation == "pixels" else 1
 
     def first_env_seed(self, resumes: int) -> int:
         """The seed of env 0 in an attempt that follows `resumes` interrupted ones."""

@@ -127,7 +127,7 @@ def make_vec_env(job: RLJob) -> Any:
 
     factories = [EnvFactory(job, rank) for rank in range(job.n_envs)]
     if job.in_process:
-        if job.env_processes > 1 and job.n_envs > 1 and _cores() > 1:
+        if job.env_process_count > 1 and job.n_envs > 1 and _cores() > 1:
             prepare_forkserver()  # the helper starts clean: no torch threads or locks from here
             return ShardedVecEnv(factories, local_envs=local_share(job.n_envs))
         return FastDummyVecEnv(factories)  # type: ignore[arg-type]

@@ -123,5 +123,9 @@ def test_shard_errors_are_raised_with_their_cause() -> None:
         venv.close()
 
 
-def test_local_share_keeps_a_shard_for_the_helper() -> None:
+def test_layout_defaults_keep_a_shard_for_the_helper_on_pixels_only() -> None:
     assert [local_share(n) for n in (2, 3, 8, 16)] == [1, 1, 3, 6]
+    common: dict[str, Any] = {"task": "crafter:score", "output_dir": "unused", "policy_name": "p"}
+    assert RLJob(**common, observation="pixels").env_process_count == 2
+    assert RLJob(**common, observation="symbolic").env_process_count == 1
+    assert RLJob(**common, observation="symbolic", env_processes=2).env_process_count == 2
