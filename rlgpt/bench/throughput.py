@@ -29,6 +29,11 @@ class ThroughputConfig:
         (1, 2, 8), "Env counts of the PPO-MLP training measurements (symbolic observation)."
     )
     pixel_n_envs: int = described(8, "Envs of the PPO-CNN training measurement (64x64 RGB).")
+    pixel_env_processes: tuple[int, ...] = described(
+        (2, 1),
+        "Env processes of the PPO-CNN runs, one run each; the first (the pipeline's default) "
+        "is the one the pixel goal judges.",
+    )
     probe_steps: int = described(
         2000, "Steps of each raw crafter.Env probe; one probe before and after every part."
     )
@@ -252,11 +257,16 @@ def run_throughput(config: ThroughputConfig, scratch: Path) -> dict[str, Any]:
     log.info("bench_throughput", part="code action")
     raw["code_action"] = measure_code_action(config.code_steps, config.seed)
     probe("code action")
-    runs = [(n, "symbolic") for n in config.ppo_n_envs] + [(config.pixel_n_envs, "pixels")]
-    for n_envs, observation in runs:
+    runs: list[tuple[int, str, int | None]] = [(n, "symbolic", None) for n in config.ppo_n_envs]
+    runs += [(config.pixel_n_envs, "pixels", p) for p in config.pixel_env_processes]
+    for n_envs, observation, processes in runs:
         name = f"{observation} n_envs={n_envs}"
+        if processes is not None:
+            name += ", 1 env process" if processes == 1 else f", {processes} env processes"
         log.info("bench_throughput", part=f"ppo {name}")
-        raw["ppo"][name] = measure_ppo(config.ppo_steps, n_envs, config.seed, scratch, observation)
+        raw["ppo"][name] = measure_ppo(
+            config.ppo_steps, n_envs, config.seed, scratch, observation, processes
+        )
         probe(f"ppo {name}")
     rates = sorted(p["steps_per_second"] for p in probes)
     base = float(np.median(rates))

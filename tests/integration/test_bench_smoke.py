@@ -43,7 +43,7 @@ def test_quick_bench_writes_results(tmp_path: Path) -> None:
         assert key in throughput
     # A raw probe before the first part, between every two and after the last (6 parts).
     probes = [p["steps_per_second"] for p in throughput["probes"]]
-    assert len(probes) == 7 and all(p > 0 for p in probes)
+    assert len(probes) == 8 and all(p > 0 for p in probes)
     assert throughput["raw_no_render"]["median"] == pytest.approx(float(np.median(probes)))
     assert throughput["raw_no_render"]["min"] == min(probes)
     median = float(np.median(probes))
@@ -53,8 +53,12 @@ def test_quick_bench_writes_results(tmp_path: Path) -> None:
         if row["unit"] == "steps/s":
             assert row["ratio"] == pytest.approx(row["value"] / median), row["name"]
     trained = [r for r in rows.values() if "training" in r["name"]]
-    assert len(trained) == 3  # MLP with 1 and 8 envs, CNN on pixels with 8
-    assert any("64x64 RGB" in r["name"] for r in trained)
+    assert len(trained) == 4  # MLP with 1 and 8 envs, CNN on pixels with 8 in 2 layouts
+    pixel_rows = [r["name"] for r in trained if "64x64 RGB" in r["name"]]
+    assert [n.split("n_envs=8, ")[1] for n in pixel_rows] == [
+        "2 env processes, inside learn()",
+        "1 env process, inside learn()",
+    ]
     for row in trained:
         # The whole job includes set-up and saving, so it is slower than learn() alone.
         assert 0 < row["job_steps_per_second"] <= row["value"]
@@ -62,7 +66,7 @@ def test_quick_bench_writes_results(tmp_path: Path) -> None:
     assert "second core" in throughput["process_layout"]
     assert throughput["raw"]["code_action"]["env_steps"] >= 100
     assert (out / "throughput_quick.png").stat().st_size > 1000
-    assert "median of 7 raw crafter.Env probes" in (out / "throughput_quick.md").read_text()
+    assert "median of 8 raw crafter.Env probes" in (out / "throughput_quick.md").read_text()
 
     learning = json.loads((out / "learning_quick.json").read_text())
     assert learning["config"]["seeds"] == [0]
