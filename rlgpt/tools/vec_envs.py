@@ -65,7 +65,7 @@ def local_share(n_envs: int) -> int:
     """How many of `n_envs` a `ShardedVecEnv` steps in the training process.
 
     The training process also runs the policy's forward pass and SB3's bookkeeping for every
-    env, so it takes the smaller part (measured on 2 cores with the symbolic MLP: 3 of 8).
+    env, so it takes the smaller part (3 of 8; used for pixels, where it measured faster).
     """
     return max(1, (3 * n_envs) // 8)
 
