@@ -124,6 +124,16 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "--peer-resets",
         help="Comma-separated reset modes of the peer: optimistic, fresh (default both).",
     )
+    peer.add_argument(
+        "--rlgpt-envs",
+        help="Comma-separated env counts of rlgpt's runs on the compiled Crafter step "
+        "(default 8,64,256).",
+    )
+    peer.add_argument(
+        "--python-envs",
+        help="Comma-separated env counts of rlgpt's runs on Python Crafter envs (default 8; "
+        "an empty value measures none).",
+    )
     model = parser.add_argument_group("model and tasks suites")
     model.add_argument(
         "--model",
@@ -368,14 +378,18 @@ def run_peer_suite(args: argparse.Namespace) -> dict[str, Path]:
 
     config = PeerSuiteConfig(rounds=args.rounds, seed=_ints(args.seeds or "0")[0])
     if args.quick:
-        config.peer_envs, config.rlgpt_n_envs = (8,), (8,)
-        config.n_steps, config.steps, config.rounds = 32, 512, 1
+        config.peer_envs, config.rlgpt_n_envs, config.python_n_envs = (8,), (8,), (8,)
+        config.n_steps, config.steps, config.rounds, config.warmup_steps = 32, 512, 1, 0
     if args.ppo_steps:
         config.steps = args.ppo_steps
     if args.peer_envs:
         config.peer_envs = tuple(_ints(args.peer_envs))
     if args.peer_resets:
         config.resets = tuple(r.strip() for r in args.peer_resets.split(",") if r.strip())
+    if args.rlgpt_envs:
+        config.rlgpt_n_envs = tuple(_ints(args.rlgpt_envs))
+    if args.python_envs is not None:
+        config.python_n_envs = tuple(_ints(args.python_envs)) if args.python_envs else ()
     tag = args.tag or ("quick" if args.quick else "full")
 
     def write(measured: dict[str, Any]) -> dict[str, Path]:

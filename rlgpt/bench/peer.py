@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,11 @@ PEER_MODULES = ("jax", "flax", "optax", "craftax")
 PROCESS_LAYOUT = (
     "Each peer measurement is a fresh Python process running `python -m rlgpt.bench.peer_jax` "
     "(XLA's CPU thread pool on both cores; the rollout and the updates are one compiled "
-    "program). rlgpt's measurement runs in the suite's process: torch on one thread; with 1 "
-    "env process the envs step in that process, with 2 a helper process steps a shard of them "
-    "at the same time on the second core; every env-stepping process has a world-prefetch "
-    "helper that generates each env's next world during the episode. Nothing else of the "
-    "suite runs during a measurement."
+    "program). rlgpt's measurement runs in the suite's process: torch on one thread; the "
+    "compiled Crafter step advances all envs in one call in that process; Python envs step in "
+    "that process (1 env process) or a helper process steps a shard of them at the same time "
+    "on the second core (2); a world-prefetch helper process generates each env's next worlds "
+    "during its episodes. Nothing else of the suite runs during a measurement."
 )
 
 
@@ -47,11 +47,24 @@ class PeerSuiteConfig:
     )
     n_steps: int = described(256, "Rollout steps per env and update (rlgpt's PPO setting).")
     steps: int = described(131_072, "Env steps timed per measurement (peer: whole updates).")
-    rlgpt_n_envs: tuple[int, ...] = described((8,), "Env counts of rlgpt's PPO-MLP runs.")
+    rlgpt_n_envs: tuple[int, ...] = described(
+        (8, 64, 256),
+        "Env counts of rlgpt's PPO-MLP on the compiled Crafter step (the pipeline's batched "
+        "backend, its default for plain PPO on the symbolic observation).",
+    )
+    python_n_envs: tuple[int, ...] = described(
+        (8,), "Env counts of rlgpt's PPO-MLP on Python Crafter envs (`env_backend='python'`)."
+    )
     rlgpt_env_processes: tuple[int, ...] = described(
         (1, 2),
-        "Env processes of rlgpt's runs: 1 = every env in the training process, 2 = a helper "
-        "process steps a shard of them on the second core (the pipeline default).",
+        "Env processes of the Python-env runs: 1 = every env in the training process, 2 = a "
+        "helper process steps a shard of them on the second core.",
+    )
+    warmup_steps: int = described(
+        16_384,
+        "Env steps of one untimed rlgpt run before the rounds (the process's first run pays "
+        "for loading compiled code and starting the world-prefetch helper; the peer's compile "
+        "time is likewise apart); 0 = none.",
     )
     rounds: int = described(3, "Rounds; every configuration is measured once per round.")
     seed: int = described(0, "Seed of the peer's worlds and of rlgpt's runs.")
@@ -60,8 +73,11 @@ class PeerSuiteConfig:
         """Raise ValueError on sizes no round can follow."""
         if self.rounds < 1 or self.steps < 1 or self.n_steps < 1:
             raise ValueError("rounds, steps and n_steps must be at least 1")
-        if not self.peer_envs or not self.rlgpt_n_envs or min(self.peer_envs) < 1:
-            raise ValueError("peer_envs and rlgpt_n_envs need at least one positive count")
+        if not self.peer_envs or min(self.peer_envs) < 1:
+            raise ValueError("peer_envs needs at least one positive count")
+        ours = (*self.rlgpt_n_envs, *self.python_n_envs)
+        if not ours or min(ours) < 1 or max(ours) > 256:
+            raise ValueError("rlgpt_n_envs and python_n_envs need at least one count in 1..256")
         if not self.rlgpt_env_processes or not set(self.rlgpt_env_processes) <= {1, 2}:
             raise ValueError(
                 f"rlgpt_env_processes must be 1 and/or 2, got {self.rlgpt_env_processes}"
@@ -102,18 +118,32 @@ def measure_peer(config: PeerSuiteConfig, envs: int, resets: str) -> dict[str, A
 
 
 def measure_rlgpt(
-    config: PeerSuiteConfig, n_envs: int, env_processes: int, scratch: Path
+    config: PeerSuiteConfig, run: tuple[str, int, int], scratch: Path
 ) -> dict[str, Any]:
-    """One rlgpt PPO-MLP training run on the symbolic observation (the throughput suite's)."""
+    """One rlgpt PPO-MLP training run on the symbolic observation (the throughput suite's);
+    `run` is (env backend, envs, env processes)."""
     from rlgpt.bench.throughput import measure_ppo
 
-    return measure_ppo(config.steps, n_envs, config.seed, scratch, "symbolic", env_processes)
+    backend, n_envs, processes = run
+    return measure_ppo(
+        config.steps, n_envs, config.seed, scratch, "symbolic", processes, env_backend=backend
+    )
 
 
-def rlgpt_name(n_envs: int, env_processes: int) -> str:
+def rlgpt_runs(config: PeerSuiteConfig) -> list[tuple[str, int, int]]:
+    """rlgpt's configurations: (env backend, envs, env processes)."""
+    batched = [("batched", n, 1) for n in config.rlgpt_n_envs]
+    python = itertools.product(["python"], config.python_n_envs, config.rlgpt_env_processes)
+    return [*batched, *python]
+
+
+def rlgpt_name(run: tuple[str, int, int]) -> str:
     """The table name of an rlgpt configuration."""
-    where = "1 env process" if env_processes == 1 else f"{env_processes} env processes"
-    return f"rlgpt PPO-MLP, {n_envs} envs, {where}"
+    backend, n_envs, processes = run
+    if backend == "batched":
+        return f"rlgpt PPO-MLP, {n_envs} envs, compiled Crafter step"
+    where = "1 env process" if processes == 1 else f"{processes} env processes"
+    return f"rlgpt PPO-MLP, {n_envs} envs, Python Crafter envs, {where}"
 
 
 def run_peer(
@@ -128,6 +158,11 @@ def run_peer(
 
     torch.set_num_threads(1)
     rows: list[dict[str, Any]] = []
+    if config.warmup_steps:
+        warmup = replace(config, steps=config.warmup_steps)
+        for run in rlgpt_runs(config):
+            with tempfile.TemporaryDirectory(prefix="rlgpt-peer-") as scratch:
+                measure_rlgpt(warmup, run, Path(scratch))
     for index in range(config.rounds):
         for resets in config.resets:
             for envs in config.peer_envs:
@@ -139,11 +174,11 @@ def run_peer(
                              "env_steps": got["env_steps"], "raw": got})  # fmt: skip
                 if on_result is not None:
                     on_result(summarize(rows))
-        for n_envs, processes in itertools.product(config.rlgpt_n_envs, config.rlgpt_env_processes):
-            log.info("bench_peer", round=index, part="rlgpt", n_envs=n_envs, processes=processes)
+        for run in rlgpt_runs(config):
+            log.info("bench_peer", round=index, part="rlgpt", run=run)
             with tempfile.TemporaryDirectory(prefix="rlgpt-peer-") as scratch:
-                got = measure_rlgpt(config, n_envs, processes, Path(scratch))
-            rows.append({"round": index, "name": rlgpt_name(n_envs, processes),
+                got = measure_rlgpt(config, run, Path(scratch))
+            rows.append({"round": index, "name": rlgpt_name(run),
                          "kind": "rlgpt", "steps_per_second": got["steps_per_second"],
                          "job_steps_per_second": got["job_steps_per_second"],
                          "env_steps": got["env_steps"], "raw": got})  # fmt: skip

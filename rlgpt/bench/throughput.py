@@ -181,9 +181,10 @@ def measure_ppo(
     out: Path,
     observation: str = "symbolic",
     env_processes: int | None = None,
+    env_backend: str = "auto",
 ) -> dict[str, Any]:
     """PPO training through the RL pipeline: MLP on the symbolic observation, CNN on pixels;
-    `env_processes` as `RLJob`'s (unset: the pipeline's default layout)."""
+    `env_processes` and `env_backend` as `RLJob`'s (the defaults: the pipeline's layout)."""
     from rlgpt.tools.rl_pipeline import RLJob, train_policy
 
     job = RLJob(
@@ -198,6 +199,7 @@ def measure_ppo(
         progress_every=max(steps, 1),
         checkpoint_every=0,
         env_processes=env_processes,
+        env_backend=env_backend,  # type: ignore[arg-type]
     )
     result = train_policy(job)
     return {

@@ -186,6 +186,10 @@ class EnvAdapter(Protocol):
       done-predicate) pairs, what its rules say the plan lacks (the planner asks the model
       to revise the plan) and the checks its collecting steps need for what later steps
       use (step id -> Predicate; the planner puts them in place).
+    - `make_vec_env(task, settings, n_envs) -> VecEnv | None`: `n_envs` envs of the task
+      stepped together (an SB3 VecEnv, env i seeded with `seed + i`) for plain RL on
+      primitive actions, or None when these settings need the env of `make_env`. It must
+      give the same episodes as `make_env`'s envs; the RL pipeline prefers it.
     - `unavailable() -> str | None`: why the env cannot run on this machine (a missing
       simulator), None when it can. A run whose env is unavailable records the reason as
       an error and goes straight to its report.

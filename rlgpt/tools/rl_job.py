@@ -29,6 +29,10 @@ class RLRunRecord(TypedDict):
     tensorboard_dir: str
 
 
+#: Worker processes one job may start for envs that run library actions.
+MAX_WORKER_ENVS = 16
+
+
 class RLJob(BaseModel):
     """One training job of the RL pipeline."""
 
@@ -67,8 +71,9 @@ class RLJob(BaseModel):
     n_envs: int = Field(
         default=1,
         ge=1,
-        le=16,
-        description="Envs: worker processes with library actions, else batched in-process.",
+        le=256,
+        description="Envs: worker processes with library actions (at most "
+        f"{MAX_WORKER_ENVS}), else in the training process (many envs suit the batched backend).",
     )
     env_processes: int | None = Field(
         default=None,
@@ -78,6 +83,13 @@ class RLJob(BaseModel):
         "steps a shard on a second core while the training process steps the rest; 1 = all "
         "in the training process; unset = 2 on pixels, 1 on the symbolic observation (see "
         "`env_process_count`). Episodes and trained weights are the same either way.",
+    )
+    env_backend: Literal["auto", "batched", "python"] = Field(
+        default="auto",
+        description="Plain RL (no library actions, no sub-task predicate): `batched` = the env "
+        "plugin's batched envs (Crafter: one compiled step for all envs, symbolic observation "
+        "only), `python` = one env object per env; `auto` = batched when the plugin offers "
+        "them for the job. Episodes and trained weights are the same either way.",
     )
     algo: Literal["auto", "ppo", "maskable_ppo"] = Field(
         default="auto", description="`auto` = MaskablePPO when an action defines `available`."
@@ -136,6 +148,11 @@ class RLJob(BaseModel):
     def _library_for_actions(self) -> RLJob:
         if (self.action_names or self.prelude) and not self.library_dir:
             raise ValueError("`library_dir` is needed for library actions and preludes")
+        if not self.in_process and self.n_envs > MAX_WORKER_ENVS:
+            raise ValueError(
+                f"n_envs={self.n_envs}: library actions run in one worker process per env, "
+                f"at most {MAX_WORKER_ENVS}"
+            )
         return self
 
     @property
@@ -218,7 +235,8 @@ class RLResult(BaseModel):
     tensorboard_dir: str = Field(description="SB3 TensorBoard logs; empty when unavailable.")
     tensorboard_note: str = Field(default="", description="Why there are no TensorBoard logs.")
     vec_env: str = Field(
-        description="`subproc` (code runs in workers), `sharded` (two env processes) or `dummy`."
+        description="`subproc` (code runs in workers), `batched` (the env plugin's own batched "
+        "envs), `sharded` (two env processes) or `dummy`."
     )
     resumed_from: int = Field(
         default=0, description="Env steps already done by an interrupted earlier attempt."

@@ -55,15 +55,7 @@ def make_training_env(job: RLJob) -> Any:
     """The env a job trains on: the plugin's env of the task (or a sub-task's reward on it)
     under the options wrapper."""
     task = load_adapter(job.env).task(job.task)
-    settings = EnvSettings(
-        observation=job.observation,
-        episode_length=job.episode_length,
-        privileged=job.privileged,
-        terminate_on_success=True,
-        shaping=tuple((t.item, t.weight) for t in job.shaping),
-        prefetch_worlds=job.in_process,
-        skill_memory=not job.in_process,  # in-process envs run no code actions
-    )
+    settings = env_settings(job)
     limits = SandboxLimits(
         wall_seconds=job.code_action_seconds, max_steps=job.code_action_max_steps
     )
@@ -77,6 +69,42 @@ def make_training_env(job: RLJob) -> Any:
         prelude=job.prelude,
         limits=limits,
     )
+
+
+def env_settings(job: RLJob) -> EnvSettings:
+    """How the job's envs are built."""
+    return EnvSettings(
+        observation=job.observation,
+        episode_length=job.episode_length,
+        privileged=job.privileged,
+        terminate_on_success=True,
+        shaping=tuple((t.item, t.weight) for t in job.shaping),
+        prefetch_worlds=job.in_process,
+        skill_memory=not job.in_process,  # in-process envs run no code actions
+    )
+
+
+def batched_vec_env(job: RLJob) -> Any:
+    """The env plugin's own batched envs for the job (see `RLJob.env_backend`), or None.
+
+    Raises:
+        ValueError: `env_backend="batched"` and the plugin cannot batch this job.
+    """
+    if job.env_backend == "python":
+        return None
+    adapter = load_adapter(job.env)
+    hook = getattr(adapter, "make_vec_env", None)
+    venv = None
+    # Sub-task rewards come from the options env's predicate wrapper.
+    if job.in_process and job.predicate is None and hook is not None:
+        venv = hook(adapter.task(job.task), env_settings(job), job.n_envs)
+    if venv is None and job.env_backend == "batched":
+        raise ValueError(
+            f"env_backend='batched': the {job.env} plugin has no batched envs for this job "
+            "(they need primitive actions only, no sub-task predicate, and a supported "
+            "observation); use 'auto' or 'python'"
+        )
+    return venv
 
 
 def resolve_algo(job: RLJob) -> Literal["ppo", "maskable_ppo"]:
@@ -125,6 +153,9 @@ def make_vec_env(job: RLJob) -> Any:
     """
     from rlgpt.actions.worker import prepare_forkserver
 
+    batched = batched_vec_env(job)
+    if batched is not None:
+        return batched
     factories = [EnvFactory(job, rank) for rank in range(job.n_envs)]
     if job.in_process:
         if job.env_process_count > 1 and job.n_envs > 1 and _cores() > 1:
@@ -143,9 +174,13 @@ def make_vec_env(job: RLJob) -> Any:
 
 
 def _vec_env_kind(vec_env: Any) -> str:
+    from rlgpt.actions.vec_workers import SupervisedSubprocVecEnv
+
     if isinstance(vec_env, ShardedVecEnv):
         return "sharded"
-    return "dummy" if isinstance(vec_env, FastDummyVecEnv) else "subproc"
+    if isinstance(vec_env, FastDummyVecEnv):
+        return "dummy"
+    return "subproc" if isinstance(vec_env, SupervisedSubprocVecEnv) else "batched"
 
 
 def _save_model(model: Any, path: Path) -> None:

@@ -83,7 +83,8 @@ def test_code_action_beats_primitives_and_policy_is_reusable(tmp_path: Path) -> 
             "with_code_action": {**with_code.model_dump(), "success_all_episodes": code_rate},
         },
     )
-    assert primitives.algo == "maskable_ppo" and primitives.vec_env == "dummy"
+    # Primitives only: the compiled Crafter envs, masks from their `action_masks`.
+    assert primitives.algo == "maskable_ppo" and primitives.vec_env == "batched"
     # `available` makes the code action maskable; code runs only in worker processes.
     assert with_code.algo == "maskable_ppo" and with_code.vec_env == "subproc"
     assert BUDGET <= primitives.env_steps < BUDGET + 10

@@ -97,6 +97,7 @@ def test_sharded_training_is_the_same_training(tmp_path: Path) -> None:
             policy_name="p",
             checkpoint_every=0,
             env_processes=processes,
+            env_backend="python",
         )
         result = train_policy(job)
         kinds.append(result.vec_env)

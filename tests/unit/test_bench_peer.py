@@ -81,9 +81,19 @@ def test_peer_updates_cover_the_asked_steps_in_whole_updates() -> None:
         PeerSuiteConfig(rlgpt_env_processes=(3,)).validate()
 
 
-def test_rlgpt_rows_name_their_env_processes() -> None:
-    assert peer.rlgpt_name(8, 1) == "rlgpt PPO-MLP, 8 envs, 1 env process"
-    assert peer.rlgpt_name(8, 2) == "rlgpt PPO-MLP, 8 envs, 2 env processes"
+def test_rlgpt_rows_name_their_backend_and_env_processes() -> None:
+    runs = peer.rlgpt_runs(PeerSuiteConfig(rlgpt_n_envs=(8, 256), python_n_envs=(8,)))
+    assert [peer.rlgpt_name(run) for run in runs] == [
+        "rlgpt PPO-MLP, 8 envs, compiled Crafter step",
+        "rlgpt PPO-MLP, 256 envs, compiled Crafter step",
+        "rlgpt PPO-MLP, 8 envs, Python Crafter envs, 1 env process",
+        "rlgpt PPO-MLP, 8 envs, Python Crafter envs, 2 env processes",
+    ]
+    assert peer.rlgpt_runs(PeerSuiteConfig(rlgpt_n_envs=(64,), python_n_envs=())) == [
+        ("batched", 64, 1)
+    ]
+    with pytest.raises(ValueError, match=r"1\.\.256"):
+        PeerSuiteConfig(rlgpt_n_envs=(), python_n_envs=()).validate()
 
 
 def test_bench_peer_without_the_extra_is_a_clear_error(

@@ -43,6 +43,23 @@ class CrafterAdapter:
         )
         return CrafterEnv(config)
 
+    def make_vec_env(self, task: TaskSpec, settings: EnvSettings, n_envs: int) -> Any:
+        """`n_envs` envs stepped together by the compiled Crafter step, or None when the
+        settings need the Python env (the pixel observation)."""
+        if settings.observation != "symbolic":
+            return None
+        from rlgpt.envs.crafter.vec_env import CompiledCrafterVecEnv
+
+        config = CrafterConfig(
+            task=get_task(task.name).name,
+            episode_length=settings.episode_length,
+            terminate_on_success=settings.terminate_on_success,
+            shaping=settings.shaping,
+            prefetch_worlds=settings.prefetch_worlds,
+            skill_memory=False,
+        )
+        return CompiledCrafterVecEnv(config, n_envs)
+
     def make_skill_api(self, env: Any, step: Callable[[int], Any] | None, max_steps: int) -> Any:
         """The Crafter skill API over a CrafterEnv."""
         from rlgpt.envs.crafter.skills.api import SkillAPI

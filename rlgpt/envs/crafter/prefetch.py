@@ -14,11 +14,13 @@ generating their worlds themselves.
 from __future__ import annotations
 
 import atexit
+import collections
 import contextlib
 import itertools
 import multiprocessing
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -120,6 +122,7 @@ class WorldPrefetcher:
         self._ids = itertools.count()
         self._waiting: set[int] = set()
         self._ready: dict[int, WorldRecipe] = {}
+        self._dropped: set[int] = set()
 
     def request(self, world_seed: int) -> int:
         """Ask for the world of `world_seed`; returns the ticket to `take` it with."""
@@ -137,8 +140,17 @@ class WorldPrefetcher:
                     raise KeyError(f"unknown or already taken ticket {ticket}")
                 answered, recipe = self._conn.recv()
                 self._waiting.discard(answered)
-                self._ready[answered] = recipe
+                if answered in self._dropped:
+                    self._dropped.discard(answered)
+                else:
+                    self._ready[answered] = recipe
             return self._ready.pop(ticket)
+
+    def drop(self, ticket: int) -> None:
+        """Forget a ticket that will not be taken (its answer is thrown away on arrival)."""
+        with self._lock:
+            if self._ready.pop(ticket, None) is None and ticket in self._waiting:
+                self._dropped.add(ticket)
 
     def close(self) -> None:
         """Stop the helper."""
@@ -179,6 +191,53 @@ def forget_prefetcher(area: tuple[int, int]) -> None:
         _PREFETCHERS[area] = None
     if broken is not None:
         broken.close()
+
+
+class WorldQueue:
+    """One env's next worlds, asked for several episodes ahead (for envs that finish
+    episodes faster than one world generation)."""
+
+    def __init__(self, area: tuple[int, int], depth: int = 3) -> None:
+        self.area = area
+        self.depth = depth
+        self._pending: collections.deque[tuple[int, WorldPrefetcher, int]] = collections.deque()
+
+    def take(self, world_seed: int, upcoming: Callable[[int], int]) -> WorldRecipe | None:
+        """The world of `world_seed` if it was asked for (else None: generate it here), then
+        ask for the next `depth` worlds: `upcoming(k)` is the world seed k episodes later."""
+        recipe = None
+        if self._pending and self._pending[0][0] == world_seed:
+            _, prefetcher, ticket = self._pending.popleft()
+            recipe = self._collect(prefetcher, ticket)
+        else:  # another sequence of worlds (a new seed): forget the old one
+            for _, prefetcher, ticket in self._pending:
+                prefetcher.drop(ticket)
+            self._pending.clear()
+        helper = shared_prefetcher(self.area)
+        if helper is None:
+            return recipe
+        asked = {seed for seed, _, _ in self._pending}
+        try:
+            for k in range(1, self.depth + 1):
+                seed = upcoming(k)
+                if seed not in asked:
+                    self._pending.append((seed, helper, helper.request(seed)))
+        except (EOFError, OSError) as exc:  # the helper died (or never ran)
+            log.warning("world_prefetch_failed", error=repr(exc))
+            forget_prefetcher(self.area)
+            self._pending.clear()
+        return recipe
+
+    def _collect(self, prefetcher: WorldPrefetcher, ticket: int) -> WorldRecipe | None:
+        if prefetcher.owner != os.getpid():
+            return None  # asked for by the parent of this forked process
+        try:
+            return prefetcher.take(ticket)
+        except (EOFError, OSError, KeyError) as exc:
+            log.warning("world_prefetch_failed", error=repr(exc))
+            forget_prefetcher(self.area)
+            self._pending.clear()
+            return None
 
 
 class NextWorld:
