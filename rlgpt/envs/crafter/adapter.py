@@ -44,14 +44,13 @@ class CrafterAdapter:
         return CrafterEnv(config)
 
     def make_vec_env(self, task: TaskSpec, settings: EnvSettings, n_envs: int) -> Any:
-        """`n_envs` envs stepped together by the compiled Crafter step, or None when the
-        settings need the Python env (the pixel observation)."""
-        if settings.observation != "symbolic":
-            return None
+        """`n_envs` envs stepped (and drawn) together by the compiled Crafter kernels."""
         from rlgpt.envs.crafter.vec_env import CompiledCrafterVecEnv
 
         config = CrafterConfig(
             task=get_task(task.name).name,
+            observation=settings.observation,
+            pixel_size=settings.pixel_size,
             episode_length=settings.episode_length,
             terminate_on_success=settings.terminate_on_success,
             shaping=settings.shaping,

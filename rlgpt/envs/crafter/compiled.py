@@ -1,38 +1,34 @@
 """Crafter's step compiled with numba, for many envs at once, step for step crafter's own.
 
-`CompiledCrafter` holds the worlds of N envs in arrays and advances all of them with one
-compiled call: the player's update, cows, zombies, skeletons, arrows and plants near the
-player, creature balancing every 10 steps, rewards and the symbolic observation. Rules are
-read from crafter's data file (what can be collected, placed and made, and with what). The
-world's random stream is crafter's MT19937 run inside the kernel on the state that world
+The worlds of N envs live in arrays (`State`) and one compiled call advances all of them:
+the player's update, cows, zombies, skeletons, arrows and plants near the player, creature
+balancing every 10 steps, rewards and the symbolic observation. Rules are read from
+crafter's data file (what can be collected, placed and made, and with what). The world's
+random stream is crafter's MT19937 run inside the kernel on the state that world
 generation leaves, and every draw happens in crafter's order, so an episode is the one
 `CrafterEnv` (and `crafter.Env`, see the parity tests) plays for the same seed and actions.
 
-Only the symbolic observation is built here; the pixel observation and skills need the
-Python env (`CrafterEnv`).
+The symbolic observation is built here, the RGB frame by `compiled_render`; `compiled_env`
+holds the envs and starts their episodes. Skills need the Python env (`CrafterEnv`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numba
 import numpy as np
 from crafter import constants
 
-from rlgpt.envs.crafter.config import CrafterConfig
 from rlgpt.envs.crafter.constants import (
     ACHIEVEMENTS,
     ACTIONS,
-    DIRECTIONS,
     ID_TO_NAME,
     ITEMS,
     MATERIALS,
     VIEW,
 )
-from rlgpt.envs.crafter.prefetch import WorldQueue, WorldRecipe, make_recipe
-from rlgpt.envs.crafter.tasks import get_task
 
 # Object kinds (slot value 0 = no object).
 PLAYER, COW, ZOMBIE, SKELETON, ARROW, PLANT = 1, 2, 3, 4, 5, 6
@@ -192,6 +188,8 @@ class State(NamedTuple):
     chunk_seen: np.ndarray  # (N, chunks) bool
     mt_key: np.ndarray  # (N, 624) uint32 the world's MT19937 state
     mt_pos: np.ndarray  # (N,) int64
+    render_key: np.ndarray  # (N, 624) uint32 the render stream (night noise)
+    render_pos: np.ndarray  # (N,) int64
     steps: np.ndarray  # (N,) int64 steps of the episode
     last_health: np.ndarray  # (N,) int64 the env's health at the last step (reward)
     unlocked: np.ndarray  # (N, achievements) bool
@@ -232,6 +230,8 @@ def new_state(n_envs: int, area: tuple[int, int], n_shaping: int) -> State:
         chunk_seen=np.zeros((n_envs, n_chunks), np.bool_),
         mt_key=np.zeros((n_envs, 624), np.uint32),
         mt_pos=ints(n_envs),
+        render_key=np.zeros((n_envs, 624), np.uint32),
+        render_pos=ints(n_envs),
         steps=ints(n_envs),
         last_health=ints(n_envs),
         unlocked=np.zeros((n_envs, len(ACHIEVEMENTS)), np.bool_),
@@ -262,13 +262,13 @@ def _mt_refill(key: np.ndarray) -> None:  # pragma: no cover - compiled
 
 
 @_kernel
-def _mt_next(s: State, e: int) -> np.int64:  # pragma: no cover - compiled
-    """The next 32-bit output of env e's stream (numpy's legacy MT19937)."""
-    if s.mt_pos[e] >= 624:
-        _mt_refill(s.mt_key[e])
-        s.mt_pos[e] = 0
-    y = np.int64(s.mt_key[e, s.mt_pos[e]])
-    s.mt_pos[e] += 1
+def mt_next(key: np.ndarray, pos: np.ndarray, e: int) -> np.int64:  # pragma: no cover
+    """The next 32-bit output of env e's stream `key[e]`, `pos[e]` (numpy's MT19937)."""
+    if pos[e] >= 624:
+        _mt_refill(key[e])
+        pos[e] = 0
+    y = np.int64(key[e, pos[e]])
+    pos[e] += 1
     y ^= y >> 11
     y ^= (y << 7) & 0x9D2C5680
     y ^= (y << 15) & 0xEFC60000
@@ -277,11 +277,22 @@ def _mt_next(s: State, e: int) -> np.int64:  # pragma: no cover - compiled
 
 
 @_kernel
-def _uniform(s: State, e: int) -> float:  # pragma: no cover - compiled
-    """`RandomState.uniform()`: one 53-bit double from two outputs."""
-    a = _mt_next(s, e) >> 5
-    b = _mt_next(s, e) >> 6
+def random_double(key: np.ndarray, pos: np.ndarray, e: int) -> float:  # pragma: no cover
+    """`RandomState.random_sample()`: one 53-bit double from two outputs."""
+    a = mt_next(key, pos, e) >> 5
+    b = mt_next(key, pos, e) >> 6
     return (a * 67108864.0 + b) / 9007199254740992.0
+
+
+@_kernel
+def _mt_next(s: State, e: int) -> np.int64:  # pragma: no cover - compiled
+    return mt_next(s.mt_key, s.mt_pos, e)
+
+
+@_kernel
+def _uniform(s: State, e: int) -> float:  # pragma: no cover - compiled
+    """`RandomState.uniform()` on the world's stream."""
+    return random_double(s.mt_key, s.mt_pos, e)
 
 
 @_kernel
@@ -888,9 +899,10 @@ def step_all(
         _observe(s, e, obs[e])
 
 
-# ---------------------------------------------------------------------- Python side
+# ------------------------------------------------------------------------- new episode
 _INITIAL = np.array([constants.items[n]["initial"] for n in ITEMS], np.int64)
-_CREATURE_KINDS = {"Cow": (COW, 3), "Zombie": (ZOMBIE, 5), "Skeleton": (SKELETON, 3)}
+#: Object kind and starting health of the creatures world generation places.
+CREATURE_KINDS = {"Cow": (COW, 3), "Zombie": (ZOMBIE, 5), "Skeleton": (SKELETON, 3)}
 
 
 @_kernel
@@ -926,117 +938,3 @@ def _load_world(
     s.last_health[e] = _INITIAL[_I_HEALTH]
     s.unlocked[e] = False
     s.task_done[e] = False
-
-
-class CompiledCrafter:
-    """N Crafter envs stepped together by the compiled kernel (symbolic observation).
-
-    Worlds come from the world-generation helper a few episodes ahead (`WorldQueue`), the
-    worlds of `CrafterEnv`; env i's episodes follow from `seeds[i]` as `CrafterEnv.reset(seed=...)`.
-    """
-
-    def __init__(self, config: CrafterConfig, n_envs: int) -> None:
-        """Raises ValueError for the pixel observation and tasks it cannot score."""
-        if config.observation != "symbolic":
-            raise ValueError("the compiled Crafter builds only the symbolic observation")
-        task = get_task(config.task)
-        self.config = config
-        self.n_envs = n_envs
-        self.target = -1 if task.score else ACHIEVEMENTS.index(task.predicates[0].name)
-        self.shaping_items = np.array([ITEMS.index(i) for i, _ in config.shaping], np.int64)
-        self.shaping_weights = np.array([w for _, w in config.shaping], np.float64)
-        self.rules = build_rules(config.episode_length)
-        self.state = new_state(n_envs, config.area, len(config.shaping))
-        n_channels = len(ID_TO_NAME) - 1
-        self.obs_size = VIEW[0] * VIEW[1] * n_channels + len(ITEMS) + len(DIRECTIONS)
-        self.obs = np.zeros((n_envs, self.obs_size), np.float32)
-        self.rewards = np.zeros(n_envs, np.float64)
-        self.terminated = np.zeros(n_envs, np.bool_)
-        self.truncated = np.zeros(n_envs, np.bool_)
-        self.new_unlocks = np.zeros(n_envs, np.int64)
-        self._seeds = [0] * n_envs
-        self._episodes = [0] * n_envs
-        self._seeded = [False] * n_envs
-        self._unseeded = np.random.default_rng()
-        self._next = [WorldQueue(config.area) for _ in range(n_envs)]
-
-    def reset(self, e: int, seed: int | None = None) -> np.ndarray:
-        """Start env e's next episode (its first of `seed` when given); its observation."""
-        from rlgpt.envs.crafter.env import _world_seed
-
-        if seed is None and not self._seeded[e]:  # as CrafterEnv: a random first seed
-            seed = int(self._unseeded.integers(0, 2**31 - 1))
-        if seed is not None:
-            self._seeds[e], self._episodes[e], self._seeded[e] = int(seed), 0, True
-        self._episodes[e] += 1
-        world_seed = _world_seed(self._seeds[e], self._episodes[e])
-        recipe = None
-        if self.config.prefetch_worlds:
-            seed_e, episode_e = self._seeds[e], self._episodes[e]
-            recipe = self._next[e].take(world_seed, lambda k: _world_seed(seed_e, episode_e + k))
-        if recipe is None:
-            recipe = make_recipe(self.config.area, world_seed)
-        self.load(e, recipe)
-        _observe(self.state, e, self.obs[e])
-        return self.obs[e]
-
-    def load(self, e: int, recipe: WorldRecipe) -> None:
-        """Put a generated world (the player at the centre, then its creatures) in slot e."""
-        creatures = np.array(
-            [(*_CREATURE_KINDS[name], x, y) for name, x, y in recipe.creatures], np.int64
-        ).reshape(-1, 4)
-        _, keys, pos, _, _ = recipe.random_state
-        _load_world(
-            self.state, e, recipe.materials, creatures, np.asarray(keys, np.uint32), int(pos)
-        )
-        self.state.shaping_max[e, : len(self.shaping_items)] = _INITIAL[self.shaping_items]
-
-    def step(self, actions: np.ndarray) -> None:
-        """Advance every env one step; results in `obs`, `rewards`, `terminated`, ..."""
-        step_all(
-            self.state,
-            self.rules,
-            np.asarray(actions, np.int64),
-            self.target,
-            self.shaping_items,
-            self.shaping_weights,
-            self.config.terminate_on_success,
-            self.config.episode_length,
-            self.obs,
-            self.rewards,
-            self.terminated,
-            self.truncated,
-            self.new_unlocks,
-        )
-
-    def achievements(self, e: int) -> dict[str, int]:
-        """Env e's achievement counters, by name."""
-        return dict(zip(ACHIEVEMENTS, self.state.ach[e].tolist(), strict=True))
-
-    def inventory(self, e: int) -> dict[str, int]:
-        """Env e's inventory, by name."""
-        return dict(zip(ITEMS, self.state.inv[e].tolist(), strict=True))
-
-    def player_pos(self, e: int) -> tuple[int, int]:
-        """Env e's player position `(x, y)`."""
-        p = int(self.state.player[e])
-        return int(self.state.ox[e, p]), int(self.state.oy[e, p])
-
-    def objects(self, e: int) -> list[dict[str, Any]]:
-        """Env e's live objects in crafter's order, with their fields (for tests)."""
-        s = self.state
-        out = []
-        for i in range(1, int(s.n_slots[e])):
-            kind = int(s.kind[e, i])
-            if kind == 0:
-                continue
-            out.append(
-                {
-                    "type": KIND_NAMES[kind],
-                    "pos": (int(s.ox[e, i]), int(s.oy[e, i])),
-                    "health": int(s.inv[e, 0] if kind == PLAYER else s.health[e, i]),
-                    "counter": int(s.counter[e, i]),
-                    "facing": (int(s.fx[e, i]), int(s.fy[e, i])),
-                }
-            )
-        return out

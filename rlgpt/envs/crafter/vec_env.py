@@ -1,11 +1,11 @@
-"""Plain-PPO Crafter envs as one SB3 VecEnv stepped by the compiled kernel.
+"""Plain-PPO Crafter envs as one SB3 VecEnv stepped by the compiled kernels.
 
-`CompiledCrafterVecEnv` gives the observations, rewards and episodes of a
-`FastDummyVecEnv` over the pipeline's options envs without library actions (primitives
-only), env i seeded with `seed + i` as SB3 seeds: the same training data, so the same
-trained weights. Its infos carry what training reads: the episode's summary, inventory
-and achievements when an episode ends, SB3's `episode`, `terminal_observation` and
-`TimeLimit.truncated`.
+`CompiledCrafterVecEnv` gives the observations (symbolic vectors or RGB frames), rewards
+and episodes of a `FastDummyVecEnv` over the pipeline's options envs without library
+actions (primitives only), env i seeded with `seed + i` as SB3 seeds: the same training
+data, so the same trained weights. Its infos carry what training reads: the episode's
+summary, inventory and achievements when an episode ends, SB3's `episode`,
+`terminal_observation` and `TimeLimit.truncated`.
 """
 
 from __future__ import annotations
@@ -23,18 +23,23 @@ from stable_baselines3.common.vec_env.base_vec_env import (
     VecEnvStepReturn,
 )
 
-from rlgpt.envs.crafter.compiled import CompiledCrafter
+from rlgpt.envs.crafter.compiled_env import CompiledCrafter
 from rlgpt.envs.crafter.config import CrafterConfig
 from rlgpt.envs.crafter.constants import ACTIONS
 
 
 class CompiledCrafterVecEnv(VecEnv):
-    """N Crafter envs (symbolic observation, primitive actions) in one compiled step."""
+    """N Crafter envs (primitive actions) in one compiled step."""
 
     def __init__(self, config: CrafterConfig, n_envs: int) -> None:
-        """Raises ValueError for what the compiled step does not build (pixels)."""
+        """Raises UnknownTaskError for an unknown task."""
         self.game = CompiledCrafter(config, n_envs)
-        observation_space = gym.spaces.Box(0.0, 1.0, (self.game.obs_size,), np.float32)
+        observation_space: gym.spaces.Box
+        if self.game.pixels:
+            size = config.pixel_size
+            observation_space = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
+        else:
+            observation_space = gym.spaces.Box(0.0, 1.0, (self.game.obs_size,), np.float32)
         super().__init__(n_envs, observation_space, gym.spaces.Discrete(len(ACTIONS)))
         self._actions = np.zeros(n_envs, np.int64)
         self._returns = np.zeros(n_envs, np.float64)
@@ -104,7 +109,9 @@ class CompiledCrafterVecEnv(VecEnv):
         """Nothing to release (the world helper is shared and stops with the process)."""
 
     def get_images(self) -> Sequence[np.ndarray | None]:
-        """No frames: the compiled step does not render."""
+        """Each env's current frame (pixel observation only; None otherwise)."""
+        if self.game.pixels:
+            return list(self.game.obs.copy())
         return [None] * self.num_envs
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
