@@ -32,6 +32,7 @@ QUICK_THROUGHPUT = {
     "resets": 2,
     "ppo_steps": 512,
     "ppo_n_envs": (1, 8),
+    "python_n_envs": (),
     "probe_steps": 200,
 }
 

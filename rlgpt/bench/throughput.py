@@ -28,12 +28,17 @@ class ThroughputConfig:
     ppo_n_envs: tuple[int, ...] = described(
         (1, 2, 8), "Env counts of the PPO-MLP training measurements (symbolic observation)."
     )
-    pixel_n_envs: int = described(8, "Envs of the PPO-CNN training measurement (64x64 RGB).")
-    pixel_env_processes: tuple[int, ...] = described(
-        (2, 1),
-        "Env processes of the PPO-CNN runs, one run each; the first (the pipeline's default) "
-        "is the one the pixel goal judges.",
+    pixel_n_envs: int = described(8, "Envs of the PPO-CNN training measurements (64x64 RGB).")
+    pixel_backends: tuple[str, ...] = described(
+        ("batched", "python"),
+        "Env backends of the PPO-CNN runs, one run each: 'batched' (the compiled Crafter, the "
+        "pipeline's default; the pixel goal judges it) and 'python' (Python envs, a helper "
+        "process stepping a shard of them).",
     )
+    python_n_envs: tuple[int, ...] = described(
+        (8,), "Env counts of PPO-MLP runs on Python envs, beside the compiled ones."
+    )
+    vector_envs: int = described(8, "Envs of the compiled-step rate measurements.")
     probe_steps: int = described(
         2000, "Steps of each raw crafter.Env probe; one probe before and after every part."
     )
@@ -143,6 +148,27 @@ def measure_adapter(steps: int, resets: int, seed: int) -> dict[str, float]:
     }
 
 
+def measure_compiled(steps: int, n_envs: int, seed: int) -> dict[str, float]:
+    """Env steps/s of the compiled Crafter envs (the batched backend), random actions,
+    resets included, for the symbolic observation and the 64x64 frame."""
+    adapter, task = _crafter_score_task()
+    rates = {}
+    for observation in ("symbolic", "pixels"):
+        settings = EnvSettings(observation=observation, prefetch_worlds=True)
+        venv = adapter.make_vec_env(task, settings, n_envs)  # type: ignore[attr-defined]
+        venv.seed(seed)
+        venv.reset()
+        actions = np.random.default_rng(seed).integers(0, 17, (max(steps // n_envs, 1), n_envs))
+        venv.step(actions[0])  # compiled code loaded before the clock starts
+        started = time.perf_counter()
+        for row in actions[1:]:
+            venv.step(row)
+        elapsed = time.perf_counter() - started
+        venv.close()
+        rates[observation] = (len(actions) - 1) * n_envs / max(elapsed, 1e-9)
+    return rates
+
+
 def _prefetched_reset_seconds(resets: int, seed: int, episode_seconds: float = 0.05) -> float:
     """CrafterEnv reset when its helper had `episode_seconds` to generate the next world.
 
@@ -219,12 +245,12 @@ def measure_ppo(
 PROCESS_LAYOUT = (
     "Raw probes: crafter.Env in the suite's process, one thread, no other part of the suite "
     "running. "
-    "PPO rows: the pipeline's default layout. Symbolic: one training process (torch on one "
-    "thread, the envs stepped in the same process). Pixels: the training process steps 3 of "
-    "the 8 envs while a helper process steps the other 5 on the second core. Every "
-    "env-stepping process has a world-prefetch helper that generates each env's next world "
-    "during the episode and is idle between resets. The code-action row runs its "
-    "action in a sandbox worker process, the env in the suite's process."
+    "PPO rows: one training process, torch on one thread. On the compiled Crafter (the "
+    "pipeline's default) one call in that process steps every env; Python envs step in that "
+    "process, and with pixels a helper process steps 5 of the 8 on the second core. A "
+    "world-prefetch helper process generates each env's next worlds during the episodes. The "
+    "code-action row runs its action in a sandbox worker process, the env in the suite's "
+    "process."
 )
 
 
@@ -259,15 +285,20 @@ def run_throughput(config: ThroughputConfig, scratch: Path) -> dict[str, Any]:
     log.info("bench_throughput", part="code action")
     raw["code_action"] = measure_code_action(config.code_steps, config.seed)
     probe("code action")
-    runs: list[tuple[int, str, int | None]] = [(n, "symbolic", None) for n in config.ppo_n_envs]
-    runs += [(config.pixel_n_envs, "pixels", p) for p in config.pixel_env_processes]
-    for n_envs, observation, processes in runs:
-        name = f"{observation} n_envs={n_envs}"
-        if processes is not None:
-            name += ", 1 env process" if processes == 1 else f", {processes} env processes"
+    log.info("bench_throughput", part="compiled")
+    raw["compiled"] = measure_compiled(config.env_steps, config.vector_envs, config.seed)
+    probe("compiled")
+    runs = [(n, "symbolic", "batched") for n in config.ppo_n_envs]
+    runs += [(n, "symbolic", "python") for n in config.python_n_envs]
+    runs += [(config.pixel_n_envs, "pixels", b) for b in config.pixel_backends]
+    for n_envs, observation, backend in runs:
+        where = "compiled Crafter" if backend == "batched" else "Python envs"
+        if backend == "python" and observation == "pixels":
+            where += ", 2 env processes"
+        name = f"{observation} n_envs={n_envs}, {where}"
         log.info("bench_throughput", part=f"ppo {name}")
         raw["ppo"][name] = measure_ppo(
-            config.ppo_steps, n_envs, config.seed, scratch, observation, processes
+            config.ppo_steps, n_envs, config.seed, scratch, observation, env_backend=backend
         )
         probe(f"ppo {name}")
     rates = sorted(p["steps_per_second"] for p in probes)
@@ -284,6 +315,14 @@ def run_throughput(config: ThroughputConfig, scratch: Path) -> dict[str, Any]:
         row("CrafterEnv adapter step (symbolic obs)", raw["adapter"]["adapter"]),
         row("OptionsEnv, primitives only", raw["adapter"]["options"]),
         row("code action every step (sandbox)", raw["code_action"]["steps_per_second"]),
+        row(
+            f"compiled Crafter, {config.vector_envs} envs (symbolic obs), per env step",
+            raw["compiled"]["symbolic"],
+        ),
+        row(
+            f"compiled Crafter, {config.vector_envs} envs (64x64 frames), per env step",
+            raw["compiled"]["pixels"],
+        ),
     ]
     for name, ppo in raw["ppo"].items():
         policy = "PPO-CNN on 64x64 RGB" if ppo["observation"] == "pixels" else "PPO-MLP"

@@ -41,9 +41,9 @@ def test_quick_bench_writes_results(tmp_path: Path) -> None:
     throughput = json.loads((out / "throughput_quick.json").read_text())
     for key in ("config", "versions", "machine", "raw", "measurements", "goals"):
         assert key in throughput
-    # A raw probe before the first part, between every two and after the last (6 parts).
+    # A raw probe before the first part, between every two and after the last (8 parts).
     probes = [p["steps_per_second"] for p in throughput["probes"]]
-    assert len(probes) == 8 and all(p > 0 for p in probes)
+    assert len(probes) == 9 and all(p > 0 for p in probes)
     assert throughput["raw_no_render"]["median"] == pytest.approx(float(np.median(probes)))
     assert throughput["raw_no_render"]["min"] == min(probes)
     median = float(np.median(probes))
@@ -53,12 +53,16 @@ def test_quick_bench_writes_results(tmp_path: Path) -> None:
         if row["unit"] == "steps/s":
             assert row["ratio"] == pytest.approx(row["value"] / median), row["name"]
     trained = [r for r in rows.values() if "training" in r["name"]]
-    assert len(trained) == 4  # MLP with 1 and 8 envs, CNN on pixels with 8 in 2 layouts
+    assert len(trained) == 4  # MLP with 1 and 8 envs, CNN on pixels with 8 on 2 backends
     pixel_rows = [r["name"] for r in trained if "64x64 RGB" in r["name"]]
     assert [n.split("n_envs=8, ")[1] for n in pixel_rows] == [
-        "2 env processes, inside learn()",
-        "1 env process, inside learn()",
+        "compiled Crafter, inside learn()",
+        "Python envs, 2 env processes, inside learn()",
     ]
+    kinds = [p["vec_env"] for p in throughput["raw"]["ppo"].values()]
+    assert kinds == ["batched", "batched", "batched", "sharded"]
+    compiled = [r for r in rows.values() if r["name"].startswith("compiled Crafter")]
+    assert len(compiled) == 2
     for row in trained:
         # The whole job includes set-up and saving, so it is slower than learn() alone.
         assert 0 < row["job_steps_per_second"] <= row["value"]
@@ -66,7 +70,7 @@ def test_quick_bench_writes_results(tmp_path: Path) -> None:
     assert "second core" in throughput["process_layout"]
     assert throughput["raw"]["code_action"]["env_steps"] >= 100
     assert (out / "throughput_quick.png").stat().st_size > 1000
-    assert "median of 8 raw crafter.Env probes" in (out / "throughput_quick.md").read_text()
+    assert "median of 9 raw crafter.Env probes" in (out / "throughput_quick.md").read_text()
 
     learning = json.loads((out / "learning_quick.json").read_text())
     assert learning["config"]["seeds"] == [0]
