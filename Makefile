@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	# Join and hash-check the embedded model once, so the first run starts at once.
 	$(BIN)/rlgpt models prepare
 	# Compile the Crafter kernels once (numba caches them), so the first run starts at once.
-	$(BIN)/python -c "from rlgpt.envs.crafter.compiled import warm_up; warm_up()"
+	$(BIN)/python -c "from rlgpt.envs.crafter.compiled_env import warm_up; warm_up()"
 	touch $@
 
 # Exit code 6 is a finished run below the critic's bar: the job ran; its report says how well.

@@ -166,6 +166,8 @@ class CompiledCrafter:
 def warm_up() -> None:
     """Compile the kernels and world generation now (numba caches them next to the
     sources), so that the first training run does not wait for the compiler."""
-    game = CompiledCrafter(CrafterConfig(prefetch_worlds=False), 1)
-    game.reset(0, seed=0)
-    game.step(np.zeros(1, np.int64))
+    for observation in ("symbolic", "pixels"):
+        config = CrafterConfig(observation=observation, prefetch_worlds=False)
+        game = CompiledCrafter(config, 1)
+        game.reset(0, seed=0)
+        game.step(np.zeros(1, np.int64))
