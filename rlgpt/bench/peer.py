@@ -218,8 +218,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     best_peer = max(peers, key=lambda n: peers[n]["median"])
     best_ours = max(ours, key=lambda n: ours[n]["median"])
 
-    def per_round(ours_field: str) -> list[float]:
-        ours_by_round = {r["round"]: r[ours_field] for r in rows if r["name"] == best_ours}
+    def per_round(ours_field: str, name: str = best_ours) -> list[float]:
+        ours_by_round = {r["round"]: r[ours_field] for r in rows if r["name"] == name}
         return [
             ours_by_round[r["round"]] / r["steps_per_second"]
             for r in rows
@@ -232,6 +232,12 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         result["ratio"] = {**_spread(ratios), "per_round": ratios}
         result["job_ratio"] = _spread(per_round("job_steps_per_second"))
         result["goal_met"] = result["ratio"]["median"] >= 1.0
+        # Every rlgpt configuration against the same peer configuration, round by round.
+        result["ratios"] = {
+            name: _spread(per_round("steps_per_second", name))
+            for name in ours
+            if per_round("steps_per_second", name)
+        }
     return result
 
 
@@ -277,6 +283,19 @@ def peer_markdown(result: Mapping[str, Any]) -> str:
             f"job {decimals(result['job_ratio']['median'], 2)}. Goal >= 1.0: "
             f"{'met' if result.get('goal_met') else 'not met'}.",
         ]
+    if result.get("ratios"):
+        lines += [
+            "",
+            f"Every rlgpt configuration over {result['best_peer']}, per round:",
+            "",
+            "| rlgpt configuration | median ratio | range | n |",
+            "| --- | ---: | --- | ---: |",
+        ]
+        for name, spread in result["ratios"].items():
+            lines.append(
+                f"| {name} | {decimals(spread['median'], 2)} | {decimals(spread['min'], 2)}-"
+                f"{decimals(spread['max'], 2)} | {spread['n']} |"
+            )
     lines += writers.provenance_section(result)
     lines.append("")
     return "\n".join(lines)

@@ -34,6 +34,8 @@ ROWS = [
     _row(2, "peer 8", 900.0),
     _row(2, "peer 256", 5_000.0),
     _row(2, "rlgpt 8", 5_500.0, 5_000.0),
+    _row(0, "rlgpt 64", 2_000.0, 1_900.0),
+    _row(1, "rlgpt 64", 2_000.0, 1_900.0),
 ]
 
 
@@ -49,6 +51,10 @@ def test_ratio_is_taken_per_round_against_the_best_peer_configuration() -> None:
     assert result["summary"]["peer 256"]["median"] == 8_000.0
     assert result["summary"]["peer 256"]["compile_seconds"]["max"] == 12.0
     assert result["summary"]["rlgpt 8"]["job"]["min"] == 3_600.0
+    # Every rlgpt configuration against the best peer, over the rounds it ran in.
+    assert result["ratios"]["rlgpt 8"]["median"] == pytest.approx(0.6)
+    assert result["ratios"]["rlgpt 64"]["n"] == 2
+    assert result["ratios"]["rlgpt 64"]["max"] == pytest.approx(0.25)
     # Without both sides there is no ratio to give.
     assert "ratio" not in summarize([r for r in ROWS if r["kind"] == "peer"])
 
@@ -68,6 +74,7 @@ def test_report_names_the_ratio_the_goal_and_the_peer_as_our_own_code() -> None:
     assert "| peer 256 | 3 | 8000 | 5000-10000 | 11.0 |  |" in text
     assert "median **0.60**, range 0.50-1.10 (n=3); whole job 0.50" in text
     assert "Goal >= 1.0: not met" in text
+    assert "| rlgpt 64 | 0.23 | 0.20-0.25 | 2 |" in text
 
 
 def test_peer_updates_cover_the_asked_steps_in_whole_updates() -> None:
