@@ -14,7 +14,7 @@ from stable_baselines3.common.env_checker import check_env
 from rlgpt.envs.base import EnvAdapter, EnvSettings, UnknownTaskError
 from rlgpt.envs.crafter.adapter import CrafterAdapter
 from rlgpt.envs.crafter.env import CrafterConfig, CrafterEnv
-from rlgpt.envs.crafter.prefetch import shared_prefetcher
+from rlgpt.envs.crafter.prefetch import MAX_IN_FLIGHT, WorldPrefetcher, shared_prefetcher
 from rlgpt.envs.crafter.skills.api import SkillAPI
 from rlgpt.envs.crafter.worldgen import generate_world
 
@@ -135,6 +135,25 @@ def test_prefetched_worlds_replay_generation_exactly() -> None:
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.timeout(120)
+def test_many_requests_ahead_never_block_both_sides() -> None:
+    """Far more requests than the pipe holds answers for (many envs asking ahead): the
+    helper's answers are read as requests go out, so neither side waits on the other."""
+    area = (24, 24)  # a helper of its own; small worlds, quick to make
+    helper = WorldPrefetcher(area)
+    try:
+        tickets = [helper.request(seed) for seed in range(125 * MAX_IN_FLIGHT)]
+        recipes = [helper.take(ticket) for ticket in reversed(tickets)]
+        assert [r.world_seed for r in recipes] == list(reversed(range(125 * MAX_IN_FLIGHT)))
+        dropped = helper.request(999)
+        helper.drop(dropped)
+        assert helper.take(helper.request(7)).world_seed == 7
+        with pytest.raises(KeyError):
+            helper.take(dropped)
+    finally:
+        helper.close()
+
+
 @pytest.mark.faults
 def test_dead_prefetch_helper_falls_back_to_local_generation() -> None:
     area = (48, 48)  # a helper of its own, so the other tests keep theirs
@@ -157,7 +176,7 @@ def test_dead_prefetch_helper_falls_back_to_local_generation() -> None:
 
 @pytest.mark.faults
 def test_helper_dead_before_the_first_request_is_no_crash() -> None:
-    area = (40, 40)  # a helper of its own, so the other tests keep theirs
+    area = (24, 24)  # a helper of its own; small worlds, quick to make, so the other tests keep theirs
     helper = shared_prefetcher(area)
     assert helper is not None
     helper._process.kill()

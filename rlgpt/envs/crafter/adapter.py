@@ -30,34 +30,13 @@ class CrafterAdapter:
 
     def make_env(self, task: TaskSpec, settings: EnvSettings) -> CrafterEnv:
         """A CrafterEnv of one of Crafter's own tasks."""
-        config = CrafterConfig(
-            task=get_task(task.name).name,
-            observation=settings.observation,
-            pixel_size=settings.pixel_size,
-            episode_length=settings.episode_length,
-            privileged=settings.privileged,
-            terminate_on_success=settings.terminate_on_success,
-            shaping=settings.shaping,
-            prefetch_worlds=settings.prefetch_worlds,
-            skill_memory=settings.skill_memory,
-        )
-        return CrafterEnv(config)
+        return CrafterEnv(_config(task, settings))
 
     def make_vec_env(self, task: TaskSpec, settings: EnvSettings, n_envs: int) -> Any:
         """`n_envs` envs stepped (and drawn) together by the compiled Crafter kernels."""
         from rlgpt.envs.crafter.vec_env import CompiledCrafterVecEnv
 
-        config = CrafterConfig(
-            task=get_task(task.name).name,
-            observation=settings.observation,
-            pixel_size=settings.pixel_size,
-            episode_length=settings.episode_length,
-            terminate_on_success=settings.terminate_on_success,
-            shaping=settings.shaping,
-            prefetch_worlds=settings.prefetch_worlds,
-            skill_memory=False,
-        )
-        return CompiledCrafterVecEnv(config, n_envs)
+        return CompiledCrafterVecEnv(_config(task, settings), n_envs)
 
     def make_skill_api(self, env: Any, step: Callable[[int], Any] | None, max_steps: int) -> Any:
         """The Crafter skill API over a CrafterEnv."""
@@ -101,3 +80,18 @@ class CrafterAdapter:
         from rlgpt.envs.crafter.manual import plan_problems
 
         return plan_problems(steps)
+
+
+def _config(task: TaskSpec, settings: EnvSettings) -> CrafterConfig:
+    """The CrafterConfig of one of Crafter's own tasks under these settings."""
+    return CrafterConfig(
+        task=get_task(task.name).name,
+        observation=settings.observation,
+        pixel_size=settings.pixel_size,
+        episode_length=settings.episode_length,
+        privileged=settings.privileged,
+        terminate_on_success=settings.terminate_on_success,
+        shaping=settings.shaping,
+        prefetch_worlds=settings.prefetch_worlds,
+        skill_memory=settings.skill_memory,
+    )

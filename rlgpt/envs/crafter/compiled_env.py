@@ -26,7 +26,7 @@ from rlgpt.envs.crafter.compiled_render import build_render_tables, render_all, 
 from rlgpt.envs.crafter.config import CrafterConfig
 from rlgpt.envs.crafter.constants import ACHIEVEMENTS, DIRECTIONS, ID_TO_NAME, ITEMS, VIEW
 from rlgpt.envs.crafter.env import _world_seed
-from rlgpt.envs.crafter.prefetch import WorldQueue, WorldRecipe, make_recipe
+from rlgpt.envs.crafter.prefetch import MAX_IN_FLIGHT, WorldQueue, WorldRecipe, make_recipe
 from rlgpt.envs.crafter.tasks import get_task
 
 
@@ -67,7 +67,9 @@ class CompiledCrafter:
         self._episodes = [0] * n_envs
         self._seeded = [False] * n_envs
         self._unseeded = np.random.default_rng()
-        self._next = [WorldQueue(config.area) for _ in range(n_envs)]
+        # A few worlds ahead per env, as many in all as the helper keeps in flight.
+        depth = max(1, min(3, MAX_IN_FLIGHT // n_envs))
+        self._next = [WorldQueue(config.area, depth) for _ in range(n_envs)]
 
     def reset(self, e: int, seed: int | None = None) -> np.ndarray:
         """Start env e's next episode (its first of `seed` when given); its observation."""

@@ -106,6 +106,10 @@ def _serve(remote: Connection, area: tuple[int, int]) -> None:
         remote.close()
 
 
+#: Unanswered requests one helper may have: their answers fit in the pipe's buffer.
+MAX_IN_FLIGHT = 8
+
+
 class WorldPrefetcher:
     """One helper process that generates worlds for any number of envs of one area."""
 
@@ -125,8 +129,15 @@ class WorldPrefetcher:
         self._dropped: set[int] = set()
 
     def request(self, world_seed: int) -> int:
-        """Ask for the world of `world_seed`; returns the ticket to `take` it with."""
+        """Ask for the world of `world_seed`; returns the ticket to `take` it with.
+
+        At most `MAX_IN_FLIGHT` requests are unanswered: beyond that this waits for an
+        answer first. Otherwise both sides could block on a full pipe at once (many envs
+        asking ahead while the helper's answers wait to be read).
+        """
         with self._lock:
+            while self._conn.poll() or len(self._waiting) >= MAX_IN_FLIGHT:
+                self._receive()
             ticket = next(self._ids)
             self._conn.send((ticket, world_seed))
             self._waiting.add(ticket)
@@ -138,13 +149,16 @@ class WorldPrefetcher:
             while ticket not in self._ready:
                 if ticket not in self._waiting:
                     raise KeyError(f"unknown or already taken ticket {ticket}")
-                answered, recipe = self._conn.recv()
-                self._waiting.discard(answered)
-                if answered in self._dropped:
-                    self._dropped.discard(answered)
-                else:
-                    self._ready[answered] = recipe
+                self._receive()
             return self._ready.pop(ticket)
+
+    def _receive(self) -> None:
+        answered, recipe = self._conn.recv()
+        self._waiting.discard(answered)
+        if answered in self._dropped:
+            self._dropped.discard(answered)
+        else:
+            self._ready[answered] = recipe
 
     def drop(self, ticket: int) -> None:
         """Forget a ticket that will not be taken (its answer is thrown away on arrival)."""
@@ -197,7 +211,7 @@ class WorldQueue:
     """One env's next worlds, asked for several episodes ahead (for envs that finish
     episodes faster than one world generation)."""
 
-    def __init__(self, area: tuple[int, int], depth: int = 3) -> None:
+    def __init__(self, area: tuple[int, int], depth: int = 1) -> None:
         self.area = area
         self.depth = depth
         self._pending: collections.deque[tuple[int, WorldPrefetcher, int]] = collections.deque()
