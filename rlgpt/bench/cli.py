@@ -85,6 +85,12 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         help="Envs per PPO run: batched in-process for a, worker processes for b (default 8).",
     )
     parser.add_argument(
+        "--n-steps",
+        type=int,
+        help="learning: PPO rollout length per env (default 256; quick 128). With more envs, "
+        "fewer steps keep the rollout (n_envs x n_steps) and the number of updates.",
+    )
+    parser.add_argument(
         "--observation",
         choices=["pixels", "symbolic"],
         help="learning: the policy's observation: 'pixels' (crafter's 64x64 RGB image, CNN; "
@@ -279,7 +285,7 @@ def run_learning_suite(args: argparse.Namespace) -> dict[str, Path]:
         library=_library_dir(args.library),
         code_actions=_names(args.code_actions),
         n_envs=args.n_envs,
-        n_steps=128 if args.quick else 256,
+        n_steps=args.n_steps or (128 if args.quick else 256),
         checkpoint_every=max(budget // 20, 1_000),
         privileged=bool(args.privileged),
         graph_task=args.graph_task,
