@@ -176,7 +176,7 @@ def test_dead_prefetch_helper_falls_back_to_local_generation() -> None:
 
 @pytest.mark.faults
 def test_helper_dead_before_the_first_request_is_no_crash() -> None:
-    area = (24, 24)  # a helper of its own; small worlds, quick to make, so the other tests keep theirs
+    area = (40, 40)  # a helper of its own, so the other tests keep theirs
     helper = shared_prefetcher(area)
     assert helper is not None
     helper._process.kill()
