@@ -275,6 +275,7 @@ def test_batched_backend_refuses_what_it_cannot_build() -> None:
     with pytest.raises(AttributeError, match="no attribute"):
         venv.get_attr("player")
     assert [m.all() for m in venv.env_method("action_masks")] == [True, True]
+    assert venv.has_attr("action_masks")  # what MaskablePPO checks first
     python = make_vec_env(_job(2, predicate=goal))
     try:
         assert isinstance(python, FastDummyVecEnv)  # auto: sub-task rewards need Python envs

@@ -115,11 +115,13 @@ class CompiledCrafterVecEnv(VecEnv):
         return [None] * self.num_envs
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        """Attributes of the env: only the spaces (and `render_mode`) exist here."""
+        """Attributes of the env: the spaces, `render_mode` and `action_masks` (MaskablePPO
+        looks it up before asking for masks)."""
         value = {
             "observation_space": self.observation_space,
             "action_space": self.action_space,
             "render_mode": None,
+            "action_masks": _all_actions,
         }
         if attr_name not in value:
             raise AttributeError(f"the compiled Crafter envs have no attribute {attr_name!r}")
@@ -138,9 +140,14 @@ class CompiledCrafterVecEnv(VecEnv):
     ) -> list[Any]:
         """Only `action_masks` (all actions, always available) is supported."""
         if method_name == "action_masks":
-            return [np.ones(len(ACTIONS), np.bool_) for _ in self._get_indices(indices)]
+            return [_all_actions() for _ in self._get_indices(indices)]
         raise AttributeError(f"the compiled Crafter envs have no method {method_name!r}")
 
     def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
         """No gym wrappers here."""
         return [False for _ in self._get_indices(indices)]
+
+
+def _all_actions() -> np.ndarray:
+    """The action mask of an env of primitives: every action is always available."""
+    return np.ones(len(ACTIONS), np.bool_)
