@@ -24,7 +24,7 @@ def test_settings_that_feed_a_lower_layer_take_its_defaults_and_bounds() -> None
     assert ctx.code_action_seconds == SandboxLimits().wall_seconds
     assert ctx.rl_n_steps == RLJob.model_fields["n_steps"].default
     schema = Context.model_json_schema()["properties"]
-    assert (schema["rl_n_envs"]["minimum"], schema["rl_n_envs"]["maximum"]) == (1, 16)
+    assert (schema["rl_n_envs"]["minimum"], schema["rl_n_envs"]["maximum"]) == (1, 256)
     job = Context(rl_n_envs=4, seed=3).rl_job(task="crafter:score", policy_name="p")
     assert (job.n_envs, job.seed, job.env) == (4, 3, "crafter")
     assert ctx.llm_settings("coder").timeout == ctx.llm_timeout
