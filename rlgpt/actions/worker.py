@@ -26,6 +26,8 @@ _RESULT_CONN: list[Connection] = []
 # the forkserver never re-imports the user's `__main__`).
 WORKER_PRELOAD: tuple[str, ...] = (
     "rlgpt.actions.options",
+    "rlgpt.envs.crafter.compiled_gym",
+    "rlgpt.envs.crafter.compiled_loaded",
     "rlgpt.envs.crafter.env",
     "rlgpt.envs.crafter.skills.api",
     "rlgpt.tools.evaluate",

@@ -105,6 +105,13 @@ class EnvSettings:
         default=False,
         metadata={"description": "Prepare the next episode's world in the background."},
     )
+    compiled: bool = field(
+        default=False,
+        metadata={
+            "description": "Build the plugin's compiled env where it has one (Crafter: the "
+            "same dynamics, observations and skill accessors on the compiled kernels)."
+        },
+    )
     skill_memory: bool = field(
         default=True,
         metadata={

@@ -86,10 +86,13 @@ class RLJob(BaseModel):
     )
     env_backend: Literal["auto", "batched", "python"] = Field(
         default="auto",
-        description="Plain RL (no library actions, no sub-task predicate): `batched` = the env "
-        "plugin's batched envs (Crafter: one compiled step, and one compiled frame drawing, "
-        "for all envs), `python` = one env object per env; `auto` = batched when the plugin offers "
-        "them for the job. Episodes and trained weights are the same either way.",
+        description="`batched` = the env plugin's batched envs, for plain RL only (no "
+        "library actions, no sub-task predicate; Crafter: one compiled step, and one compiled "
+        "frame drawing, for all envs); `python` = one Python env object per env; `auto` = "
+        "batched where the plugin offers them for the job, else one env per env on the "
+        "plugin's compiled step where it has one (Crafter: `CompiledCrafterEnv`, also in the "
+        "env workers where code actions run). Episodes and trained weights are the same "
+        "either way.",
     )
     algo: Literal["auto", "ppo", "maskable_ppo"] = Field(
         default="auto", description="`auto` = MaskablePPO when an action defines `available`."

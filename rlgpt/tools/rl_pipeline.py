@@ -81,6 +81,7 @@ def env_settings(job: RLJob) -> EnvSettings:
         shaping=tuple((t.item, t.weight) for t in job.shaping),
         prefetch_worlds=job.in_process,
         skill_memory=not job.in_process,  # in-process envs run no code actions
+        compiled=job.env_backend != "python",
     )
 
 

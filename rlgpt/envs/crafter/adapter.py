@@ -28,8 +28,13 @@ class CrafterAdapter:
         """Crafter's 17 actions in index order."""
         return list(ACTIONS)
 
-    def make_env(self, task: TaskSpec, settings: EnvSettings) -> CrafterEnv:
-        """A CrafterEnv of one of Crafter's own tasks."""
+    def make_env(self, task: TaskSpec, settings: EnvSettings) -> CrafterEnv | Any:
+        """A CrafterEnv of one of Crafter's own tasks (a `CompiledCrafterEnv`, its drop-in on
+        the compiled kernels, with `settings.compiled`)."""
+        if settings.compiled:
+            from rlgpt.envs.crafter.compiled_gym import CompiledCrafterEnv
+
+            return CompiledCrafterEnv(_config(task, settings))
         return CrafterEnv(_config(task, settings))
 
     def make_vec_env(self, task: TaskSpec, settings: EnvSettings, n_envs: int) -> Any:

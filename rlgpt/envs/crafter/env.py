@@ -19,16 +19,16 @@ from rlgpt.envs.crafter.constants import (
     MATERIALS,
     NAME_TO_ID,
     OBJECT_IDS,
-    STATUS_ITEMS,
     VIEW,
 )
+from rlgpt.envs.crafter.env_views import CrafterViews
 from rlgpt.envs.crafter.prefetch import NextWorld, replay_recipe, start_world
 from rlgpt.envs.crafter.skills.memory import MemoryMap
 from rlgpt.envs.crafter.tasks import get_task
 from rlgpt.envs.crafter.worldgen import generate_world
 
 
-class CrafterEnv(gym.Env[np.ndarray, np.int64]):
+class CrafterEnv(CrafterViews, gym.Env[np.ndarray, np.int64]):
     """Crafter with a cheap step: no rendering unless pixels are observed or `render()` is called.
 
     The step logic follows `crafter.Env.step` (object updates near the player, chunk
@@ -192,11 +192,6 @@ class CrafterEnv(gym.Env[np.ndarray, np.int64]):
 
     # ---------------------------------------------------------------- accessors
     @property
-    def action_names(self) -> list[str]:
-        """Names of the primitive actions in index order."""
-        return list(ACTIONS)
-
-    @property
     def player(self) -> objects.Player:
         """The underlying crafter Player object (for tests and diagnostics)."""
         return self._require_player()
@@ -224,10 +219,9 @@ class CrafterEnv(gym.Env[np.ndarray, np.int64]):
         return {k: int(v) for k, v in self._require_player().achievements.items()}
 
     @property
-    def status(self) -> dict[str, int]:
-        """Health, food, drink and energy."""
-        inv = self._require_player().inventory
-        return {k: int(inv[k]) for k in STATUS_ITEMS}
+    def task_success(self) -> bool:
+        """Whether the task was solved in this episode."""
+        return self._task_done
 
     @property
     def sleeping(self) -> bool:
@@ -243,11 +237,6 @@ class CrafterEnv(gym.Env[np.ndarray, np.int64]):
     def episode_steps(self) -> int:
         """Steps taken in the current episode."""
         return self._steps
-
-    @property
-    def privileged(self) -> bool:
-        """Whether full_map() is allowed."""
-        return self.config.privileged
 
     def local_layers(self) -> tuple[np.ndarray, np.ndarray]:
         """Material ids and object ids (0 = none) of the 9x7 view, each shaped (9, 7), `[x, y]`.
@@ -272,21 +261,6 @@ class CrafterEnv(gym.Env[np.ndarray, np.int64]):
             self._view_cache = (mats, objs)
         return self._view_cache
 
-    def local_view(self) -> np.ndarray:
-        """Semantic ids (names in `id_to_name`) of the 9x7 view, shape (9, 7), indexed `[x, y]`.
-
-        An object (player, creature, plant) hides the material under it, as on screen.
-        """
-        mats, objs = self.local_layers()
-        return np.where(objs > 0, objs, mats)
-
-    def facing_name(self) -> str:
-        """The name of what is in the facing cell ('none' outside the world)."""
-        mats, objs = self.local_layers()
-        fx, fy = self.facing
-        i, j = VIEW[0] // 2 + fx, VIEW[1] // 2 + fy
-        return ID_TO_NAME[int(objs[i, j] or mats[i, j])]
-
     def full_map(self) -> tuple[np.ndarray, np.ndarray]:
         """Material and object ids of the whole world, `[x, y]`; only when privileged.
 
@@ -305,26 +279,11 @@ class CrafterEnv(gym.Env[np.ndarray, np.int64]):
             objs[int(obj.pos[0]), int(obj.pos[1])] = OBJECT_IDS.get(type(obj), 0)
         return mats, objs
 
-    @property
-    def memory(self) -> Any:
-        """The map of what the agent has seen this episode (a `MemoryMap`).
-
-        It is built only from the 9x7 views of this episode, updated after every reset and step
-        whoever takes the step (a policy's primitive action or a code action).
-        """
-        if not self.config.skill_memory:
-            raise RuntimeError("this env was built with skill_memory=False: skills cannot run")
-        return self._memory
-
     # ----------------------------------------------------------------- helpers
     def _require_player(self) -> objects.Player:
         if self._player is None:
             raise RuntimeError("call reset() before using the env")
         return self._player
-
-    def _update_memory(self) -> None:
-        mats, objs = self.local_layers()
-        self._memory.update(self.player_pos, mats, objs)
 
     def _obs(self) -> np.ndarray:
         if self.config.observation == "pixels":
@@ -339,18 +298,6 @@ class CrafterEnv(gym.Env[np.ndarray, np.int64]):
         facing = np.zeros(len(DIRECTIONS), np.float32)
         facing[list(DIRECTIONS).index(self.facing)] = 1.0
         return np.concatenate([grid.reshape(-1), inv / 9.0, facing])
-
-    def _info(self, dead: bool) -> dict[str, Any]:
-        player = self._require_player()
-        return {
-            "inventory": self.inventory,
-            "achievements": self.achievements,
-            "discount": 1.0 - float(dead),
-            "player_pos": self.player_pos,
-            "task_success": self._task_done,
-            "env_steps": 1,
-            "health": int(player.health),
-        }
 
 
 def _world_seed(seed: int, episode: int) -> int:
