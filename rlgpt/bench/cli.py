@@ -33,6 +33,7 @@ QUICK_THROUGHPUT = {
     "ppo_steps": 512,
     "ppo_n_envs": (1, 8),
     "python_n_envs": (),
+    "code_ppo_observations": ("symbolic",),
     "probe_steps": 200,
 }
 
@@ -140,6 +141,12 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "--python-envs",
         help="Comma-separated env counts of rlgpt's runs on Python Crafter envs (default 8; "
         "an empty value measures none).",
+    )
+    peer.add_argument(
+        "--rlgpt-rollout",
+        type=int,
+        help="Env steps per PPO update of rlgpt's runs (envs x steps per env), e.g. 2048 for "
+        "8 x 256 and 64 x 32; default: 256 steps per env, as the peer.",
     )
     model = parser.add_argument_group("model and tasks suites")
     model.add_argument(
@@ -395,6 +402,8 @@ def run_peer_suite(args: argparse.Namespace) -> dict[str, Path]:
         config.resets = tuple(r.strip() for r in args.peer_resets.split(",") if r.strip())
     if args.rlgpt_envs:
         config.rlgpt_n_envs = tuple(_ints(args.rlgpt_envs))
+    if args.rlgpt_rollout is not None:
+        config.rlgpt_rollout = args.rlgpt_rollout
     if args.python_envs is not None:
         config.python_n_envs = tuple(_ints(args.python_envs)) if args.python_envs else ()
     tag = args.tag or ("quick" if args.quick else "full")

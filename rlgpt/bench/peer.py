@@ -55,6 +55,12 @@ class PeerSuiteConfig:
     python_n_envs: tuple[int, ...] = described(
         (8,), "Env counts of rlgpt's PPO-MLP on Python Crafter envs (`env_backend='python'`)."
     )
+    rlgpt_rollout: int | None = described(
+        None,
+        "Env steps per PPO update of rlgpt's runs (envs x steps per env): each run's steps per "
+        "env = rollout / envs, e.g. 2048 gives 8 x 256 and 64 x 32, the learning protocol's "
+        "update schedule; None = `n_steps` per env, as the peer.",
+    )
     rlgpt_env_processes: tuple[int, ...] = described(
         (1, 2),
         "Env processes of the Python-env runs: 1 = every env in the training process, 2 = a "
@@ -82,6 +88,13 @@ class PeerSuiteConfig:
             raise ValueError(
                 f"rlgpt_env_processes must be 1 and/or 2, got {self.rlgpt_env_processes}"
             )
+        if self.rlgpt_rollout is not None:
+            for n in ours:
+                if self.rlgpt_rollout % n or self.rlgpt_rollout // n < 8:
+                    raise ValueError(
+                        f"rlgpt_rollout {self.rlgpt_rollout} must be a multiple of every rlgpt "
+                        f"env count with at least 8 steps per env (not {n} envs)"
+                    )
         unknown = set(self.resets) - {"optimistic", "fresh"}
         if unknown or not self.resets:
             raise ValueError(f"resets must be 'optimistic' and/or 'fresh', got {self.resets}")
@@ -118,32 +131,47 @@ def measure_peer(config: PeerSuiteConfig, envs: int, resets: str) -> dict[str, A
 
 
 def measure_rlgpt(
-    config: PeerSuiteConfig, run: tuple[str, int, int], scratch: Path
+    config: PeerSuiteConfig, run: tuple[str, int, int, int], scratch: Path
 ) -> dict[str, Any]:
     """One rlgpt PPO-MLP training run on the symbolic observation (the throughput suite's);
-    `run` is (env backend, envs, env processes)."""
+    `run` is (env backend, envs, env processes, steps per env)."""
     from rlgpt.bench.throughput import measure_ppo
 
-    backend, n_envs, processes = run
+    backend, n_envs, processes, n_steps = run
     return measure_ppo(
-        config.steps, n_envs, config.seed, scratch, "symbolic", processes, env_backend=backend
+        config.steps,
+        n_envs,
+        config.seed,
+        scratch,
+        "symbolic",
+        processes,
+        env_backend=backend,
+        n_steps=n_steps,
     )
 
 
-def rlgpt_runs(config: PeerSuiteConfig) -> list[tuple[str, int, int]]:
-    """rlgpt's configurations: (env backend, envs, env processes)."""
-    batched = [("batched", n, 1) for n in config.rlgpt_n_envs]
-    python = itertools.product(["python"], config.python_n_envs, config.rlgpt_env_processes)
+def rlgpt_runs(config: PeerSuiteConfig) -> list[tuple[str, int, int, int]]:
+    """rlgpt's configurations: (env backend, envs, env processes, steps per env)."""
+
+    def steps(n_envs: int) -> int:
+        return config.n_steps if config.rlgpt_rollout is None else config.rlgpt_rollout // n_envs
+
+    batched = [("batched", n, 1, steps(n)) for n in config.rlgpt_n_envs]
+    python = [
+        ("python", n, p, steps(n))
+        for n, p in itertools.product(config.python_n_envs, config.rlgpt_env_processes)
+    ]
     return [*batched, *python]
 
 
-def rlgpt_name(run: tuple[str, int, int]) -> str:
+def rlgpt_name(run: tuple[str, int, int, int]) -> str:
     """The table name of an rlgpt configuration."""
-    backend, n_envs, processes = run
+    backend, n_envs, processes, n_steps = run
+    shape = f"{n_envs} envs x {n_steps} steps"
     if backend == "batched":
-        return f"rlgpt PPO-MLP, {n_envs} envs, compiled Crafter step"
+        return f"rlgpt PPO-MLP, {shape}, compiled Crafter step"
     where = "1 env process" if processes == 1 else f"{processes} env processes"
-    return f"rlgpt PPO-MLP, {n_envs} envs, Python Crafter envs, {where}"
+    return f"rlgpt PPO-MLP, {shape}, Python Crafter envs, {where}"
 
 
 def run_peer(
@@ -253,7 +281,8 @@ def peer_markdown(result: Mapping[str, Any]) -> str:
         "PureJaxRL's published structure: vmapped Craftax-Classic envs (symbolic observation), "
         "rollout and PPO updates in one jitted program, compile time measured apart and not in "
         "its rate. Both sides use rlgpt's PPO settings (SB3's 2x64 tanh actor and critic MLPs, "
-        f"{config['n_steps']} rollout steps per env, minibatches of an eighth of the rollout, "
+        f"{config['n_steps']} rollout steps per env (rlgpt: as each row names), minibatches "
+        "of an eighth of the rollout, "
         "4 epochs). rlgpt trains on Crafter's own rules through its adapter; Craftax-Classic "
         "re-implements them and differs in places, so the peer is a yardstick for speed only. "
         f"Every configuration ran once per round, {rounds} of {config['rounds']} round(s) "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,16 @@ class ThroughputConfig:
     )
     python_n_envs: tuple[int, ...] = described(
         (8,), "Env counts of PPO-MLP runs on Python envs, beside the compiled ones."
+    )
+    code_ppo_observations: tuple[str, ...] = described(
+        ("symbolic", "pixels"),
+        "Observations of the MaskablePPO runs over primitives plus the scripted-baseline code "
+        "actions (`pixel_n_envs` env workers), one run per `code_ppo_backends` entry.",
+    )
+    code_ppo_backends: tuple[str, ...] = described(
+        ("auto", "python"),
+        "Env backends of the code-action runs: 'auto' (the compiled Crafter in each env "
+        "worker, the pipeline's default) and 'python' (crafter's Python objects).",
     )
     vector_envs: int = described(8, "Envs of the compiled-step rate measurements.")
     probe_steps: int = described(
@@ -208,20 +218,30 @@ def measure_ppo(
     observation: str = "symbolic",
     env_processes: int | None = None,
     env_backend: str = "auto",
+    n_steps: int = 256,
+    library_dir: Path | None = None,
+    action_names: Sequence[str] = (),
 ) -> dict[str, Any]:
     """PPO training through the RL pipeline: MLP on the symbolic observation, CNN on pixels;
-    `env_processes` and `env_backend` as `RLJob`'s (the defaults: the pipeline's layout)."""
+    `env_processes`, `env_backend` and `n_steps` as `RLJob`'s (the defaults: the pipeline's
+    layout). With `action_names` (code actions of `library_dir`): MaskablePPO over the
+    primitives plus those actions, the envs in worker processes."""
     from rlgpt.tools.rl_pipeline import RLJob, train_policy
 
+    name = f"ppo_{observation}_n{n_envs}_{env_backend}{'_code' if action_names else ''}"
     job = RLJob(
+        n_steps=n_steps,
+        library_dir=str(library_dir) if action_names else None,
+        action_names=list(action_names),
+        algo="maskable_ppo" if action_names else "auto",
         task="crafter:score",
         timesteps=steps,
         n_envs=n_envs,
         seed=seed,
         observation=observation,  # type: ignore[arg-type]
         episode_length=10_000,
-        output_dir=str(out / f"ppo_{observation}_n{n_envs}"),
-        policy_name=f"bench_{observation}_n{n_envs}",
+        output_dir=str(out / name),
+        policy_name=name,
         progress_every=max(steps, 1),
         checkpoint_every=0,
         env_processes=env_processes,
@@ -238,6 +258,8 @@ def measure_ppo(
         "wall_time": result.wall_time,
         "episodes": result.episodes,
         "vec_env": result.vec_env,
+        "agent_steps": result.agent_steps,
+        "algo": result.algo,
     }
 
 
@@ -250,7 +272,9 @@ PROCESS_LAYOUT = (
     "process, and with pixels a helper process steps 5 of the 8 on the second core. A "
     "world-prefetch helper process generates each env's next worlds during the episodes. The "
     "code-action row runs its action in a sandbox worker process, the env in the suite's "
-    "process."
+    "process. MaskablePPO rows with code actions: the training process holds the policy; each "
+    "env (and its code actions) runs in its own worker process, on the compiled Crafter or "
+    "on crafter's Python objects as the row names."
 )
 
 
@@ -301,6 +325,26 @@ def run_throughput(config: ThroughputConfig, scratch: Path) -> dict[str, Any]:
             config.ppo_steps, n_envs, config.seed, scratch, observation, env_backend=backend
         )
         probe(f"ppo {name}")
+    from rlgpt.bench.baseline_library import ACTIONS, write_scripted_baseline
+
+    library = write_scripted_baseline(scratch / "scripted-baseline")
+    raw["ppo_code"] = {}
+    for observation in config.code_ppo_observations:
+        for backend in config.code_ppo_backends:
+            where = "compiled Crafter" if backend != "python" else "Python envs"
+            name = f"{observation} n_envs={config.pixel_n_envs}, {where} in env workers"
+            log.info("bench_throughput", part=f"code-action ppo {name}")
+            raw["ppo_code"][name] = measure_ppo(
+                config.ppo_steps,
+                config.pixel_n_envs,
+                config.seed,
+                scratch,
+                observation,
+                env_backend=backend,
+                library_dir=library,
+                action_names=list(ACTIONS),
+            )
+            probe(f"code-action ppo {name}")
     rates = sorted(p["steps_per_second"] for p in probes)
     base = float(np.median(rates))
     spread = {"median": base, "min": rates[0], "max": rates[-1], "n": len(rates)}
@@ -330,6 +374,18 @@ def run_throughput(config: ThroughputConfig, scratch: Path) -> dict[str, Any]:
         rows.append(
             row(
                 f"{policy} training, {name.split(' ', 1)[1]}, inside learn()",
+                ppo["steps_per_second"],
+                job_ratio=job_rate / base if base > 0 else None,
+                job_steps_per_second=job_rate,
+            )
+        )
+    for name, ppo in raw["ppo_code"].items():
+        policy = "CNN on 64x64 RGB" if ppo["observation"] == "pixels" else "MLP"
+        job_rate = ppo["job_steps_per_second"]
+        rows.append(
+            row(
+                f"MaskablePPO-{policy} with the scripted-baseline code actions, "
+                f"{name.split(' ', 1)[1]}, inside learn()",
                 ppo["steps_per_second"],
                 job_ratio=job_rate / base if base > 0 else None,
                 job_steps_per_second=job_rate,

@@ -41,9 +41,9 @@ def test_quick_bench_writes_results(tmp_path: Path) -> None:
     throughput = json.loads((out / "throughput_quick.json").read_text())
     for key in ("config", "versions", "machine", "raw", "measurements", "goals"):
         assert key in throughput
-    # A raw probe before the first part, between every two and after the last (8 parts).
+    # A raw probe before the first part, between every two and after the last (10 parts).
     probes = [p["steps_per_second"] for p in throughput["probes"]]
-    assert len(probes) == 9 and all(p > 0 for p in probes)
+    assert len(probes) == 11 and all(p > 0 for p in probes)
     assert throughput["raw_no_render"]["median"] == pytest.approx(float(np.median(probes)))
     assert throughput["raw_no_render"]["min"] == min(probes)
     median = float(np.median(probes))
@@ -67,10 +67,16 @@ def test_quick_bench_writes_results(tmp_path: Path) -> None:
         # The whole job includes set-up and saving, so it is slower than learn() alone.
         assert 0 < row["job_steps_per_second"] <= row["value"]
         assert row["job_ratio"] == pytest.approx(row["job_steps_per_second"] / median)
+    code_runs = list(throughput["raw"]["ppo_code"].values())
+    assert [(p["vec_env"], p["algo"]) for p in code_runs] == [("subproc", "maskable_ppo")] * 2
+    # Both backends (compiled, Python) played the same episodes with the same code actions.
+    assert len({(p["episodes"], p["agent_steps"]) for p in code_runs}) == 1
+    assert code_runs[0]["agent_steps"] < code_runs[0]["env_steps"]
+    assert sum("scripted-baseline code actions" in name for name in rows) == 2
     assert "second core" in throughput["process_layout"]
     assert throughput["raw"]["code_action"]["env_steps"] >= 100
     assert (out / "throughput_quick.png").stat().st_size > 1000
-    assert "median of 9 raw crafter.Env probes" in (out / "throughput_quick.md").read_text()
+    assert "median of 11 raw crafter.Env probes" in (out / "throughput_quick.md").read_text()
 
     learning = json.loads((out / "learning_quick.json").read_text())
     assert learning["config"]["seeds"] == [0]

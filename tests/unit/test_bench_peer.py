@@ -91,16 +91,26 @@ def test_peer_updates_cover_the_asked_steps_in_whole_updates() -> None:
 def test_rlgpt_rows_name_their_backend_and_env_processes() -> None:
     runs = peer.rlgpt_runs(PeerSuiteConfig(rlgpt_n_envs=(8, 256), python_n_envs=(8,)))
     assert [peer.rlgpt_name(run) for run in runs] == [
-        "rlgpt PPO-MLP, 8 envs, compiled Crafter step",
-        "rlgpt PPO-MLP, 256 envs, compiled Crafter step",
-        "rlgpt PPO-MLP, 8 envs, Python Crafter envs, 1 env process",
-        "rlgpt PPO-MLP, 8 envs, Python Crafter envs, 2 env processes",
+        "rlgpt PPO-MLP, 8 envs x 256 steps, compiled Crafter step",
+        "rlgpt PPO-MLP, 256 envs x 256 steps, compiled Crafter step",
+        "rlgpt PPO-MLP, 8 envs x 256 steps, Python Crafter envs, 1 env process",
+        "rlgpt PPO-MLP, 8 envs x 256 steps, Python Crafter envs, 2 env processes",
     ]
     assert peer.rlgpt_runs(PeerSuiteConfig(rlgpt_n_envs=(64,), python_n_envs=())) == [
-        ("batched", 64, 1)
+        ("batched", 64, 1, 256)
     ]
     with pytest.raises(ValueError, match=r"1\.\.256"):
         PeerSuiteConfig(rlgpt_n_envs=(), python_n_envs=()).validate()
+
+
+def test_a_fixed_rollout_sets_each_runs_steps_per_env() -> None:
+    config = PeerSuiteConfig(rlgpt_n_envs=(8, 64, 256), python_n_envs=(8,), rlgpt_rollout=2048)
+    config.validate()
+    assert [run[3] for run in peer.rlgpt_runs(config)] == [256, 32, 8, 256, 256]
+    with pytest.raises(ValueError, match="at least 8 steps"):
+        PeerSuiteConfig(rlgpt_n_envs=(256,), python_n_envs=(), rlgpt_rollout=1024).validate()
+    with pytest.raises(ValueError, match="multiple"):
+        PeerSuiteConfig(rlgpt_n_envs=(48,), python_n_envs=(), rlgpt_rollout=2048).validate()
 
 
 def test_bench_peer_without_the_extra_is_a_clear_error(
