@@ -274,6 +274,12 @@ def peer_markdown(result: Mapping[str, Any]) -> str:
     """The suite's tables: every configuration's rate and the ratio to the peer's best."""
     config = result["config"]
     rounds = len({r["round"] for r in result["rows"]})
+    rollout = ""
+    if config.get("rlgpt_rollout"):
+        rollout = (
+            f" (rlgpt: {config['rlgpt_rollout']:,} env steps per update, the steps per env "
+            "each row names)"
+        )
     lines = [
         "# Speed beside a JAX peer: PPO training on Crafter and on Craftax-Classic",
         "",
@@ -281,8 +287,8 @@ def peer_markdown(result: Mapping[str, Any]) -> str:
         "PureJaxRL's published structure: vmapped Craftax-Classic envs (symbolic observation), "
         "rollout and PPO updates in one jitted program, compile time measured apart and not in "
         "its rate. Both sides use rlgpt's PPO settings (SB3's 2x64 tanh actor and critic MLPs, "
-        f"{config['n_steps']} rollout steps per env (rlgpt: as each row names), minibatches "
-        "of an eighth of the rollout, "
+        f"{config['n_steps']} rollout steps per env{rollout}, minibatches of an eighth of the "
+        "rollout, "
         "4 epochs). rlgpt trains on Crafter's own rules through its adapter; Craftax-Classic "
         "re-implements them and differs in places, so the peer is a yardstick for speed only. "
         f"Every configuration ran once per round, {rounds} of {config['rounds']} round(s) "

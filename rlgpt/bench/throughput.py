@@ -260,6 +260,7 @@ def measure_ppo(
         "vec_env": result.vec_env,
         "agent_steps": result.agent_steps,
         "algo": result.algo,
+        "phase_seconds": result.phase_seconds,
     }
 
 

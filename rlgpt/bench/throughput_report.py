@@ -51,6 +51,7 @@ def throughput_markdown(result: Mapping[str, Any]) -> str:
                 f"| {name} | {goal['target']} | {goal['measured']} | "
                 f"{'yes' if goal['met'] else 'no'} |"
             )
+    lines += _time_split(result.get("raw", {}))
     if probes:
         lines += ["", "Raw probes in order: " + ", ".join(
             f"{decimals(p['steps_per_second'], 0)} (after {p['after']})" for p in probes
@@ -58,6 +59,30 @@ def throughput_markdown(result: Mapping[str, Any]) -> str:
     lines += writers.provenance_section(result)
     lines.append("")
     return "\n".join(lines)
+
+
+def _time_split(raw: Mapping[str, Any]) -> list[str]:
+    """Where each training run's wall time went (`RLResult.phase_seconds`), in percent."""
+    runs = {**raw.get("ppo", {}), **raw.get("ppo_code", {})}
+    split = {name: run["phase_seconds"] for name, run in runs.items() if run.get("phase_seconds")}
+    if not split:
+        return []
+    lines = [
+        "",
+        "Where each training run's time went (percent of the whole job): env stepping and "
+        "resets (code actions included), the rest of rollout collection (policy forward "
+        "passes, rollout buffer, callbacks), PPO updates, set-up and saving.",
+        "",
+        "| training run | env | policy | update | set-up and saving | job seconds |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, phases in split.items():
+        total = sum(phases.values()) or 1.0
+        cells = " | ".join(
+            decimals(100 * phases[k] / total, 0) for k in ("env", "policy", "update", "other")
+        )
+        lines.append(f"| {name} | {cells} | {decimals(total, 1)} |")
+    return lines
 
 
 def throughput_comparison(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:

@@ -240,3 +240,49 @@ class StopSignal(BaseCallback):
             self.stopped = True
             return False
         return True
+
+
+class PhaseTimer(BaseCallback):
+    """Where training time goes: rollout collection against PPO updates.
+
+    SB3 alternates the two inside learn(): a rollout is collected between
+    `on_rollout_start` and `on_rollout_end`, and the update runs after it. With the env
+    stepping time of a `TimedVecEnv`, `phases` splits learn() into env stepping, the rest
+    of collection (policy forward pass, rollout buffer, callbacks) and updates.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.collect_seconds = 0.0
+        self.learn_seconds = 0.0
+        self._rollout_started = 0.0
+        self._learn_started = 0.0
+
+    def _on_training_start(self) -> None:
+        self._learn_started = time.perf_counter()
+
+    def _on_rollout_start(self) -> None:
+        self._rollout_started = time.perf_counter()
+
+    def _on_rollout_end(self) -> None:
+        self.collect_seconds += time.perf_counter() - self._rollout_started
+        self._rollout_started = 0.0
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_training_end(self) -> None:
+        now = time.perf_counter()
+        if self._rollout_started:  # a callback stopped training inside a rollout
+            self.collect_seconds += now - self._rollout_started
+            self._rollout_started = 0.0
+        self.learn_seconds += now - self._learn_started
+
+    def phases(self, env_seconds: float, wall_seconds: float) -> dict[str, float]:
+        """Seconds of env stepping, the rest of collection, updates and the rest of the job."""
+        return {
+            "env": round(env_seconds, 3),
+            "policy": round(max(self.collect_seconds - env_seconds, 0.0), 3),
+            "update": round(max(self.learn_seconds - self.collect_seconds, 0.0), 3),
+            "other": round(max(wall_seconds - self.learn_seconds, 0.0), 3),
+        }

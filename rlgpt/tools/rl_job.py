@@ -245,6 +245,13 @@ class RLResult(BaseModel):
         default=0, description="Env steps already done by an interrupted earlier attempt."
     )
     resumes: int = Field(default=0, description="Interrupted attempts this job continued from.")
+    phase_seconds: dict[str, float] = Field(
+        default_factory=dict,
+        description="Where this attempt's wall time went, in seconds: `env` (stepping and "
+        "resetting the envs, code actions included), `policy` (the rest of rollout "
+        "collection: policy forward passes, rollout buffer, callbacks), `update` (PPO updates) "
+        "and `other` (set-up and saving outside learn()).",
+    )
 
     def to_record(self, subaction: str) -> RLRunRecord:
         """The graph-state record of this run."""

@@ -23,6 +23,7 @@ from rlgpt.logging import get_logger
 from rlgpt.stream_events import stream_writer
 from rlgpt.tools.rl_callbacks import (
     PeriodicCheckpoint,
+    PhaseTimer,
     ProgressFn,
     ProgressReporter,
     StepBudget,
@@ -30,7 +31,7 @@ from rlgpt.tools.rl_callbacks import (
     StopSignal,
 )
 from rlgpt.tools.rl_job import RLJob, RLResult
-from rlgpt.tools.vec_envs import FastDummyVecEnv, ShardedVecEnv, local_share
+from rlgpt.tools.vec_envs import FastDummyVecEnv, ShardedVecEnv, TimedVecEnv, local_share
 
 log = get_logger("rlgpt.rl_pipeline")
 
@@ -258,6 +259,7 @@ def train_policy(
     out = Path(job.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     vec_env = make_vec_env(job)
+    timed_env = TimedVecEnv(vec_env)
     tb_dir, tb_note = "", ""
     if _tensorboard_available():
         tb_dir = str(out / "tensorboard")
@@ -269,7 +271,9 @@ def train_policy(
     counter = StepCounter()
     stop = StopSignal(should_stop or (lambda: False))
     model: Any = None
+    phases = PhaseTimer()
     callbacks: list[BaseCallback] = [
+        phases,
         counter,
         ProgressReporter(counter, job.policy_name, job.timesteps, job.progress_every, on_progress),
     ]
@@ -284,12 +288,12 @@ def train_policy(
         if counters is not None:
             # An earlier attempt was interrupted: continue from its last saved policy.
             model = algo_cls.load(
-                resume.policy, env=vec_env, device="cpu", tensorboard_log=tb_dir or None
+                resume.policy, env=timed_env, device="cpu", tensorboard_log=tb_dir or None
             )
             counter.restore(counters)
             log.info("rl_resumed", policy=job.policy_name, env_steps=counter.env_steps)
         else:
-            model = algo_cls(policy, vec_env, **kwargs)
+            model = algo_cls(policy, timed_env, **kwargs)
         resumed_from = counter.env_steps
         # SB3 seeds env i with `seed + i`; a resumed attempt moves on to unused worlds.
         vec_env.seed(job.first_env_seed(counter.resumes))
@@ -335,6 +339,7 @@ def train_policy(
         vec_env=_vec_env_kind(vec_env),
         resumed_from=resumed_from,
         resumes=counter.resumes,
+        phase_seconds=phases.phases(timed_env.seconds, wall),
     )
 
 

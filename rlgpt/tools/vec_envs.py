@@ -13,13 +13,14 @@ its own seed and its own actions.
 from __future__ import annotations
 
 import multiprocessing as mp
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
-from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import (
     CloudpickleWrapper,
     VecEnv,
@@ -59,6 +60,36 @@ class FastDummyVecEnv(DummyVecEnv):
             np.copy(self.buf_dones),
             list(self.buf_infos),
         )
+
+
+class TimedVecEnv(VecEnvWrapper):
+    """Passes everything through to `venv` and adds up the wall time of its steps (`seconds`;
+    the resets of finished episodes happen inside them), for the job's time split
+    (`PhaseTimer`)."""
+
+    def __init__(self, venv: VecEnv) -> None:
+        super().__init__(venv)
+        self.seconds = 0.0
+
+    def reset(self) -> VecEnvObs:
+        """Reset the wrapped envs (before learn() starts: not counted)."""
+        return self.venv.reset()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        """Send the actions (timed)."""
+        started = time.perf_counter()
+        try:
+            self.venv.step_async(actions)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def step_wait(self) -> VecEnvStepReturn:
+        """Wait for the step (timed)."""
+        started = time.perf_counter()
+        try:
+            return self.venv.step_wait()
+        finally:
+            self.seconds += time.perf_counter() - started
 
 
 def local_share(n_envs: int) -> int:

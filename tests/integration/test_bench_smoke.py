@@ -76,7 +76,14 @@ def test_quick_bench_writes_results(tmp_path: Path) -> None:
     assert "second core" in throughput["process_layout"]
     assert throughput["raw"]["code_action"]["env_steps"] >= 100
     assert (out / "throughput_quick.png").stat().st_size > 1000
-    assert "median of 11 raw crafter.Env probes" in (out / "throughput_quick.md").read_text()
+    markdown = (out / "throughput_quick.md").read_text()
+    assert "median of 11 raw crafter.Env probes" in markdown
+    for run in [*throughput["raw"]["ppo"].values(), *code_runs]:
+        phases = run["phase_seconds"]
+        assert set(phases) == {"env", "policy", "update", "other"} and phases["env"] > 0
+        # The split covers the job: its parts add up to the job's wall time.
+        assert sum(phases.values()) == pytest.approx(run["wall_time"], rel=0.05, abs=0.05)
+    assert "| training run | env | policy | update |" in markdown
 
     learning = json.loads((out / "learning_quick.json").read_text())
     assert learning["config"]["seeds"] == [0]
