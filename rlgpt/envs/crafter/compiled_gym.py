@@ -17,7 +17,7 @@ from rlgpt.envs.crafter.compiled import _KIND_SEMANTIC
 from rlgpt.envs.crafter.compiled_env import CompiledCrafter
 from rlgpt.envs.crafter.compiled_render import render_frame
 from rlgpt.envs.crafter.config import CrafterConfig
-from rlgpt.envs.crafter.constants import ACHIEVEMENTS, ACTIONS, ID_TO_NAME, NAME_TO_ID, VIEW
+from rlgpt.envs.crafter.constants import ACHIEVEMENTS, ACTIONS, ID_TO_NAME, NAME_TO_ID
 from rlgpt.envs.crafter.env_views import CrafterViews
 from rlgpt.envs.crafter.skills.memory import MemoryMap
 
@@ -138,50 +138,14 @@ class CompiledCrafterEnv(CrafterViews, gym.Env[np.ndarray, np.int64]):
         return bool(self.game.state.sleeping[0])
 
     @property
-    def area(self) -> tuple[int, int]:
-        """World size `(width, height)`."""
-        return int(self.config.area[0]), int(self.config.area[1])
-
-    @property
     def episode_steps(self) -> int:
         """Steps taken in the current episode."""
         return int(self.game.state.steps[0])
 
-    def local_layers(self) -> tuple[np.ndarray, np.ndarray]:
-        """Material ids and object ids (0 = none) of the 9x7 view, each shaped (9, 7), `[x, y]`.
-
-        Cell `[i, j]` is world cell `(px + i - 4, py + j - 3)`; cells outside the world are 0.
-        Do not modify the returned arrays.
-        """
-        if self._view_cache is None:
-            px, py = self.player_pos
-            w, h = self.area
-            x0, y0 = px - VIEW[0] // 2, py - VIEW[1] // 2
-            ax0, ax1, ay0, ay1 = max(x0, 0), min(x0 + VIEW[0], w), max(y0, 0), min(y0 + VIEW[1], h)
-            s = self.game.state
-            mats = np.zeros(VIEW, np.int16)
-            objs = np.zeros(VIEW, np.int16)
-            inside = (slice(ax0 - x0, ax1 - x0), slice(ay0 - y0, ay1 - y0))
-            mats[inside] = s.mat[0, ax0:ax1, ay0:ay1]
-            objs[inside] = _KIND_SEMANTIC[s.kind[0][s.objmap[0, ax0:ax1, ay0:ay1]]]
-            self._view_cache = (mats, objs)
-        return self._view_cache
-
-    def full_map(self) -> tuple[np.ndarray, np.ndarray]:
-        """Material and object ids of the whole world, `[x, y]`; only when privileged.
-
-        Raises:
-            PermissionError: when the env was not built with `privileged=True`.
-        """
-        if not self.config.privileged:
-            raise PermissionError(
-                "full_map() needs CrafterConfig(privileged=True); by default skills see only "
-                "the cells the agent has seen"
-            )
-        self._require_started()
+    def _region_layers(self, x0: int, x1: int, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
         s = self.game.state
-        mats = s.mat[0].astype(np.int16)
-        objs = _KIND_SEMANTIC[s.kind[0][s.objmap[0]]].astype(np.int16)
+        mats = s.mat[0, x0:x1, y0:y1].astype(np.int16)
+        objs = _KIND_SEMANTIC[s.kind[0][s.objmap[0, x0:x1, y0:y1]]].astype(np.int16)
         return mats, objs
 
     # ----------------------------------------------------------------- helpers

@@ -229,54 +229,17 @@ class CrafterEnv(CrafterViews, gym.Env[np.ndarray, np.int64]):
         return bool(self._require_player().sleeping)
 
     @property
-    def area(self) -> tuple[int, int]:
-        """World size `(width, height)`."""
-        return int(self._world.area[0]), int(self._world.area[1])
-
-    @property
     def episode_steps(self) -> int:
         """Steps taken in the current episode."""
         return self._steps
 
-    def local_layers(self) -> tuple[np.ndarray, np.ndarray]:
-        """Material ids and object ids (0 = none) of the 9x7 view, each shaped (9, 7), `[x, y]`.
-
-        Cell `[i, j]` is world cell `(px + i - 4, py + j - 3)`; cells outside the world are 0.
-        Do not modify the returned arrays.
-        """
-        if self._view_cache is None:
-            player = self._require_player()
-            px, py = int(player.pos[0]), int(player.pos[1])
-            w, h = self._world.area
-            x0, y0 = px - VIEW[0] // 2, py - VIEW[1] // 2
-            ax0, ax1, ay0, ay1 = max(x0, 0), min(x0 + VIEW[0], w), max(y0, 0), min(y0 + VIEW[1], h)
-            mats = np.zeros(VIEW, np.int16)
-            objs = np.zeros(VIEW, np.int16)
-            mats[ax0 - x0 : ax1 - x0, ay0 - y0 : ay1 - y0] = self._world._mat_map[ax0:ax1, ay0:ay1]
-            region = self._world._obj_map[ax0:ax1, ay0:ay1]
-            all_objects = self._world._objects
-            for i, j in zip(*np.nonzero(region), strict=True):
-                obj = all_objects[region[i, j]]
-                objs[ax0 - x0 + i, ay0 - y0 + j] = OBJECT_IDS.get(type(obj), 0)
-            self._view_cache = (mats, objs)
-        return self._view_cache
-
-    def full_map(self) -> tuple[np.ndarray, np.ndarray]:
-        """Material and object ids of the whole world, `[x, y]`; only when privileged.
-
-        Raises:
-            PermissionError: when the env was not built with `privileged=True`.
-        """
-        if not self.config.privileged:
-            raise PermissionError(
-                "full_map() needs CrafterConfig(privileged=True); by default skills see only "
-                "the cells the agent has seen"
-            )
-        self._require_player()
-        mats = self._world._mat_map.astype(np.int16)
+    def _region_layers(self, x0: int, x1: int, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
+        mats = self._world._mat_map[x0:x1, y0:y1].astype(np.int16)
         objs = np.zeros_like(mats)
-        for obj in self._world.objects:
-            objs[int(obj.pos[0]), int(obj.pos[1])] = OBJECT_IDS.get(type(obj), 0)
+        region = self._world._obj_map[x0:x1, y0:y1]
+        all_objects = self._world._objects
+        for i, j in zip(*np.nonzero(region), strict=True):
+            objs[i, j] = OBJECT_IDS.get(type(all_objects[region[i, j]]), 0)
         return mats, objs
 
     # ----------------------------------------------------------------- helpers
@@ -284,6 +247,9 @@ class CrafterEnv(CrafterViews, gym.Env[np.ndarray, np.int64]):
         if self._player is None:
             raise RuntimeError("call reset() before using the env")
         return self._player
+
+    def _require_started(self) -> None:
+        self._require_player()
 
     def _obs(self) -> np.ndarray:
         if self.config.observation == "pixels":

@@ -22,6 +22,7 @@ class CrafterViews:
 
     config: CrafterConfig
     _memory: MemoryMap
+    _view_cache: tuple[np.ndarray, np.ndarray] | None
 
     # Raw accessors each backend provides.
     @property
@@ -49,15 +50,53 @@ class CrafterViews:
         """Whether the env's task was solved in this episode."""
         raise NotImplementedError
 
+    @property
+    def area(self) -> tuple[int, int]:
+        """World size `(width, height)`."""
+        return int(self.config.area[0]), int(self.config.area[1])
+
+    def _require_started(self) -> None:
+        """Raise RuntimeError before the first reset."""
+        raise NotImplementedError
+
+    def _region_layers(self, x0: int, x1: int, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Material ids and object ids (0 = none) of world cells `[x0:x1, y0:y1]`, int16."""
+        raise NotImplementedError
+
+    # Views.
     def local_layers(self) -> tuple[np.ndarray, np.ndarray]:
         """Material ids and object ids (0 = none) of the 9x7 view, each shaped (9, 7), `[x, y]`.
 
         Cell `[i, j]` is world cell `(px + i - 4, py + j - 3)`; cells outside the world are 0.
         Do not modify the returned arrays.
         """
-        raise NotImplementedError
+        if self._view_cache is None:
+            px, py = self.player_pos
+            w, h = self.area
+            x0, y0 = px - VIEW[0] // 2, py - VIEW[1] // 2
+            ax0, ax1, ay0, ay1 = max(x0, 0), min(x0 + VIEW[0], w), max(y0, 0), min(y0 + VIEW[1], h)
+            mats = np.zeros(VIEW, np.int16)
+            objs = np.zeros(VIEW, np.int16)
+            inside = (slice(ax0 - x0, ax1 - x0), slice(ay0 - y0, ay1 - y0))
+            mats[inside], objs[inside] = self._region_layers(ax0, ax1, ay0, ay1)
+            self._view_cache = (mats, objs)
+        return self._view_cache
 
-    # Views.
+    def full_map(self) -> tuple[np.ndarray, np.ndarray]:
+        """Material and object ids of the whole world, `[x, y]`; only when privileged.
+
+        Raises:
+            PermissionError: when the env was not built with `privileged=True`.
+        """
+        if not self.config.privileged:
+            raise PermissionError(
+                "full_map() needs CrafterConfig(privileged=True); by default skills see only "
+                "the cells the agent has seen"
+            )
+        self._require_started()
+        w, h = self.area
+        return self._region_layers(0, w, 0, h)
+
     @property
     def action_names(self) -> list[str]:
         """Names of the primitive actions in index order."""
