@@ -117,6 +117,7 @@ def train_ppo(
         resumes=result.resumes,
         wall_time_complete=result.wall_time_complete,
         learn_steps_per_second=result.training_steps_per_second,
+        phase_seconds=result.phase_seconds,  # of the last attempt (see RLResult)
         ppo={k: v for k, v in job.ppo_kwargs().items() if k not in ("seed", "verbose", "device")},
     )
 

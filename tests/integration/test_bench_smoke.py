@@ -109,6 +109,8 @@ def test_quick_bench_writes_results(tmp_path: Path) -> None:
     assert methods["a"]["observation"] == methods["b"]["observation"] == "pixels"
     assert methods["r"]["observation"].startswith("none")
     assert methods["a"]["runs"][0]["algo"] == methods["b"]["runs"][0]["algo"]
+    for key in ("a", "b"):  # the PPO runs say where their time went
+        assert methods[key]["runs"][0]["phase_seconds"]["env"] > 0, key
     assert methods["a"]["runs"][0]["env_seeds"] == "0+"
     assert methods["a"]["env_steps_used"] == [methods["a"]["runs"][0]["env_steps"]]
 
