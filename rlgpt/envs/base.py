@@ -197,6 +197,8 @@ class EnvAdapter(Protocol):
       stepped together (an SB3 VecEnv, env i seeded with `seed + i`) for plain RL on
       primitive actions, or None when these settings need the env of `make_env`. It must
       give the same episodes as `make_env`'s envs; the RL pipeline prefers it.
+    - `make_env` may honour `EnvSettings.compiled` with a faster env of the same dynamics
+      and accessors (Crafter: `CompiledCrafterEnv`); a plugin without one ignores it.
     - `unavailable() -> str | None`: why the env cannot run on this machine (a missing
       simulator), None when it can. A run whose env is unavailable records the reason as
       an error and goes straight to its report.
