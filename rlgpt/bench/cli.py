@@ -94,9 +94,10 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--observation",
         choices=["pixels", "symbolic"],
-        help="learning: the policy's observation: 'pixels' (crafter's 64x64 RGB image, CNN; "
-        "the published protocol, default) or 'symbolic' (one-hot view, MLP; a second "
-        "protocol). scaling: default 'symbolic'.",
+        help="learning: the observation of methods a and b: 'pixels' (crafter's 64x64 RGB "
+        "image, CNN; the published protocol, default) or 'symbolic' (one-hot view, MLP; a "
+        "second protocol); c and d take theirs from --graph-context's 'observation' (default "
+        "'symbolic'). scaling: default 'symbolic'.",
     )
     parser.add_argument(
         "--privileged",

@@ -36,9 +36,10 @@ class LearningConfig:
     budget_name: str = described("full", "Name of the budget shown in reports (quick / full).")
     observation: Literal["pixels", "symbolic"] = described(
         "pixels",
-        "The policy's observation: 'pixels' is crafter's 64x64 RGB image with a CNN (the "
-        "published baselines' protocol); 'symbolic' the one-hot view with an MLP (a second "
-        "protocol, never set beside pixel anchors).",
+        "The observation of methods a and b: 'pixels' is crafter's 64x64 RGB image with a CNN "
+        "(the published baselines' protocol); 'symbolic' the one-hot view with an MLP (a second "
+        "protocol, never set beside pixel anchors). Methods c and d take theirs from the graph "
+        "context's 'observation' (default 'symbolic').",
     )
     seeds: list[int] = field(
         default_factory=lambda: [0],

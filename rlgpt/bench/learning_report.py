@@ -237,13 +237,23 @@ def _graph_run_lines(method: Mapping[str, Any], run: Mapping[str, Any]) -> list[
     tokens = sum(int(u.get("input_tokens", 0)) + int(u.get("output_tokens", 0))
                  for u in usage.values())  # fmt: skip
     seconds = sum(float(u.get("seconds", 0.0)) for u in usage.values())
+    # The note ends with the same split of env steps as the line below it.
+    note = str(run.get("note", "")).split("; env steps:")[0]
+    if run.get("wall_time_complete", not run.get("resumes")):
+        wall = f"{decimals(seconds)} s of {decimals(run['wall_time'])} s wall time"
+    else:
+        # The model's time is kept in the run's state across attempts; wall time is not.
+        wall = (
+            f"{decimals(seconds)} s over all {run.get('resumes', 0) + 1} attempts "
+            f"(the last attempt took {decimals(run['wall_time'])} s of wall time; "
+            "earlier attempts' wall time is not recorded)"
+        )
     return [
-        f"- {_column(method)} seed {run['seed']}: {run.get('note', '')}",
+        f"- {_column(method)} seed {run['seed']}: {note}",
         f"  - env steps: {parts}",
         f"  - curriculum rounds (targets): {rounds or 'none'}",
         f"  - final agent's actions: {', '.join(run.get('final_actions') or []) or 'none'}",
-        f"  - model: {calls} calls, {tokens:,} tokens, {decimals(seconds)} s of "
-        f"{decimals(run['wall_time'])} s wall time",
+        f"  - model: {calls} calls, {tokens:,} tokens, {wall}",
     ]
 
 

@@ -516,3 +516,24 @@ def test_failure_of_a_run_whose_steps_all_succeeded() -> None:
     assert failure["reason"] == "every step succeeded in every episode, yet the task did not"
     state["evaluations"][0]["subaction_success"]["table"] = 0.5
     assert failure_of(state)["step"] == "table"
+
+
+def test_graph_run_lines_say_when_wall_time_covers_only_the_last_attempt() -> None:
+    from rlgpt.bench.learning_report import _graph_run_lines
+
+    method = {"key": "d", "observation": "symbolic", "label": "full loop"}
+    run = {
+        "seed": 1,
+        "wall_time": 100.0,
+        "resumes": 1,
+        "wall_time_complete": False,
+        "note": "rates over 5 episodes; 1 RL job(s); env steps: rl 10",
+        "env_steps_by_part": {"rl": 10},
+        "usage": {"coder": {"calls": 3, "input_tokens": 5, "output_tokens": 2, "seconds": 250.0}},
+    }
+    lines = _graph_run_lines(method, run)
+    assert lines[0] == "- d (symbolic) seed 1: rates over 5 episodes; 1 RL job(s)"
+    assert lines[1] == "  - env steps: rl 10"
+    assert "250.0 s over all 2 attempts (the last attempt took 100.0 s" in lines[-1]
+    complete = _graph_run_lines(method, {**run, "resumes": 0, "wall_time_complete": True})
+    assert complete[-1] == "  - model: 3 calls, 7 tokens, 250.0 s of 100.0 s wall time"
