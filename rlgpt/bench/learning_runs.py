@@ -249,6 +249,7 @@ def run_full_loop(config: LearningConfig, seed: int, out: Path, method: str = "d
     """
     from langchain_core.runnables import RunnableConfig
 
+    from rlgpt.bench.attempt_clock import AttemptClock
     from rlgpt.checkpoint import open_checkpointer
     from rlgpt.graph.builder import builder
     from rlgpt.graph.context import Context
@@ -268,13 +269,13 @@ def run_full_loop(config: LearningConfig, seed: int, out: Path, method: str = "d
         **GRAPH_METHODS[method],
     }
     ctx = Context.from_mapping(values)
-    started = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
     # A checkpointed thread: a killed run continues from its last finished node (and its RL
     # job from its last saved policy) when the suite is started again.
     thread = f"{method}_seed{seed}"
     run: RunnableConfig = {"configurable": {"thread_id": thread}, "recursion_limit": 200}
-    with open_checkpointer(str(out / "checkpoints.sqlite")) as saver:
+    clock = AttemptClock(out / "attempt_seconds.json")
+    with clock, open_checkpointer(str(out / "checkpoints.sqlite")) as saver:
         graph = builder.compile(checkpointer=saver)
         snapshot = graph.get_state(run)
         begun = bool(snapshot.values)
@@ -295,13 +296,21 @@ def run_full_loop(config: LearningConfig, seed: int, out: Path, method: str = "d
             raise RuntimeError(
                 f"the final agent did not finish ({why}); the same command runs it again"
             )
-    wall = time.monotonic() - started
+        wall = clock.total_seconds
     parts = {k: int(v) for k, v in final.get("env_steps", {}).items()}
     used = sum(parts.values())
     episodes, note = graph_episodes(final)
-    # A resumed thread's earlier attempts left no time: say so rather than under-report.
+    # Attempts kept their time in the clock's file; a thread begun before the clock was
+    # kept has an earlier attempt without it: say so rather than under-report.
+    earlier = clock.earlier_attempts
     summary = run_summary(
-        method, seed, episodes, used, wall, resumes=int(begun), wall_time_complete=not begun
+        method,
+        seed,
+        episodes,
+        used,
+        wall,
+        resumes=earlier or int(begun),
+        wall_time_complete=not begun or earlier > 0,
     )
     rl_runs = list(final.get("rl_runs", []))
     return {

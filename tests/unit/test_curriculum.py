@@ -425,6 +425,10 @@ def test_a_failed_final_agent_fails_the_run_and_the_same_command_runs_it_again(
     assert run["env_steps_by_part"]["final_policy"] > 0
     assert "final whole-game agent (RL policy" in run["note"]
     assert run["final_actions"] == ["get_wood"]
+    # Its wall time covers both attempts: the failed one left its time in the clock's file.
+    first, second = json.loads((tmp_path / "runs" / "d_seed0" / "attempt_seconds.json").read_text())
+    assert run["resumes"] == 1 and run["wall_time_complete"]
+    assert run["wall_time"] >= first["seconds"] + second["seconds"] - 0.2
 
 
 def test_a_planner_that_never_answers_usably_ends_after_the_rounds(
