@@ -46,7 +46,7 @@ def observation_text(method: Mapping[str, Any]) -> str:
     """What a method's agent observed, as a table cell."""
     observation = str(method.get("observation", ""))
     text = OBSERVATIONS.get(observation, observation or "not recorded")
-    if method["key"] == "b":
+    if method["key"] in ("b", "d"):  # their policies call code actions
         text += "; code actions read the skill API"
     return text
 

@@ -9,7 +9,12 @@ import pytest
 
 from rlgpt.bench.learning import check_runs_dir, merge_learning
 from rlgpt.bench.learning_config import LearningConfig
-from rlgpt.bench.learning_report import ANCHORS, learning_markdown, learning_rows
+from rlgpt.bench.learning_report import (
+    ANCHORS,
+    learning_markdown,
+    learning_rows,
+    observation_text,
+)
 from rlgpt.bench.score import ACHIEVEMENTS, achievement_rates, crafter_score, mean_and_spread
 from rlgpt.envs.base import load_adapter
 from rlgpt.tools.rl_job import RLJob
@@ -190,3 +195,10 @@ def test_runs_dir_refuses_runs_of_another_config(tmp_path: Path) -> None:
         check_runs_dir(LearningConfig(budget=6000, observation="symbolic"), tmp_path)
     with pytest.raises(ValueError, match="distinct"):
         LearningConfig(seeds=[1, 1]).validate()
+
+
+def test_rows_whose_policies_call_code_actions_say_they_read_the_skill_api() -> None:
+    for key in ("b", "d"):
+        text = observation_text({"key": key, "observation": "pixels"})
+        assert text == "64x64 RGB (crafter's image), CNN; code actions read the skill API"
+    assert "skill API" not in observation_text({"key": "a", "observation": "symbolic"})
