@@ -21,13 +21,19 @@ log = get_logger("rlgpt.bench.learning")
 
 
 def library_origin(library: str | Path) -> str:
-    """`rlgpt run <id>` when the library sits in a run directory; else a scripted baseline."""
+    """`rlgpt run <id>` when the library sits in a run directory, the shared library when it
+    is one (`<runs>/shared_library/<env>`, what passed in earlier runs); else a scripted
+    baseline."""
+    from rlgpt.actions.library import EMBEDDINGS
+
     root = Path(library).resolve()
     run_dir = root.parent
     if root.name == "library" and (
         (run_dir / "context.json").exists() or (run_dir / "metrics.json").exists()
     ):
         return f"produced by `rlgpt run` {run_dir.name}"
+    if run_dir.name == "shared_library" or (root / EMBEDDINGS).exists():
+        return f"the shared library {root} (code actions that passed in earlier `rlgpt run`s)"
     return "scripted baseline (hand-written library, not produced by the model)"
 
 

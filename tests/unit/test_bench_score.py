@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rlgpt.bench.learning import check_runs_dir, merge_learning
+from rlgpt.bench.learning import check_runs_dir, library_origin, merge_learning
 from rlgpt.bench.learning_config import LearningConfig
 from rlgpt.bench.learning_report import (
     ANCHORS,
@@ -202,3 +202,16 @@ def test_rows_whose_policies_call_code_actions_say_they_read_the_skill_api() -> 
         text = observation_text({"key": key, "observation": "pixels"})
         assert text == "64x64 RGB (crafter's image), CNN; code actions read the skill API"
     assert "skill API" not in observation_text({"key": "a", "observation": "symbolic"})
+
+
+def test_library_origin_names_runs_the_shared_library_and_scripted_code(tmp_path: Path) -> None:
+    run_library = tmp_path / "runs" / "r1" / "library"
+    run_library.mkdir(parents=True)
+    (run_library.parent / "metrics.json").write_text("{}")
+    shared = tmp_path / "runs" / "shared_library" / "crafter"
+    shared.mkdir(parents=True)
+    hand_written = tmp_path / "mine"
+    hand_written.mkdir()
+    assert library_origin(run_library) == "produced by `rlgpt run` r1"
+    assert library_origin(shared).startswith(f"the shared library {shared.resolve()} (")
+    assert library_origin(hand_written).startswith("scripted baseline")
