@@ -124,6 +124,20 @@ def test_code_action_beats_primitives_and_policy_is_reusable(tmp_path: Path) -> 
     assert result["task_success_rate"] >= 1 / 3
     assert result["achievements"]["collect_wood"] >= 1 / 3
 
+    # A later RL job trains with that policy in its action space (a policy calling a code
+    # action, called by a policy): one agent step runs the whole nested option.
+    composed = train_policy(
+        RLJob(
+            **{**common, "timesteps": 1_000},
+            action_names=["place_table_policy"],
+            output_dir=str(tmp_path / "composed"),
+            policy_name="composed",
+        )
+    )
+    assert composed.action_names == ["place_table_policy"]
+    assert composed.env_steps >= 1_000 and composed.agent_steps < composed.env_steps
+    assert _overall_success(composed.curve_path) > 0
+
 
 class _GraphState(TypedDict, total=False):
     job: dict[str, Any]
