@@ -191,8 +191,9 @@ class EnvAdapter(Protocol):
 
     - `plan_problems(steps) -> (problems, counts)`: given a plan's (step id,
       done-predicate) pairs, what its rules say the plan lacks (the planner asks the model
-      to revise the plan) and the checks its collecting steps need for what later steps
-      use (step id -> Predicate; the planner puts them in place).
+      to revise the plan) and the checks its steps need where their counts are wrong,
+      too few for what later steps use or more than the inventory holds (step id ->
+      Predicate; the planner puts them in place).
     - `make_vec_env(task, settings, n_envs) -> VecEnv | None`: `n_envs` envs of the task
       stepped together (an SB3 VecEnv, env i seeded with `seed + i`) for plain RL on
       primitive actions, or None when these settings need the env of `make_env`. It must

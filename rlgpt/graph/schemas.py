@@ -114,13 +114,23 @@ class PlanInvalidError(ValueError):
     """A plan that parses but names things the environment does not have."""
 
 
+def _copied_check(achievement: str, pred: Predicate, kinds: dict[str, set[str]]) -> bool:
+    """True when the check of a step named `achievement` is about something else: another
+    achievement, or an item other than the one in its name (collect_wood may check wood)."""
+    if pred.name in kinds["achievement"]:
+        return pred.name != achievement
+    _, _, thing = achievement.partition("_")
+    return pred.name in kinds["inventory"] and pred.name != thing
+
+
 def check_plan(plan: Plan, adapter: EnvAdapter) -> Plan:
     """The plan with each predicate's kind matched to its name; PlanInvalidError on unknown names.
 
     A predicate that names an item as an achievement (or the reverse) is unambiguous, so
     its kind is corrected rather than the whole plan refused. So is a step named exactly
-    after an achievement whose check names another achievement: a small model copies a
-    neighbouring step's check more often than it misnames a step.
+    after an achievement whose check names another achievement, or an item other than the
+    one the achievement is about (`eat_cow` checking `inventory sapling`): a small model
+    copies a neighbouring step's check more often than it misnames a step.
     """
     vocab = adapter.vocabulary()
     kinds = {
@@ -130,9 +140,8 @@ def check_plan(plan: Plan, adapter: EnvAdapter) -> Plan:
     problems = []
     for step in plan.sub_actions:
         pred = step.predicate
-        named = step.id in kinds["achievement"] and pred.kind == "achievement"
-        if named and pred.name != step.id:
-            step.predicate = pred.model_copy(update={"name": step.id})
+        if step.id in kinds["achievement"] and _copied_check(step.id, pred, kinds):
+            step.predicate = Predicate(kind="achievement", name=step.id)
             continue
         if pred.name in kinds[pred.kind]:
             continue

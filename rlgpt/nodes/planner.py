@@ -287,9 +287,9 @@ def with_goal_step(plan: Plan, task: TaskSpec) -> Plan:
 def checked_by_rules(adapter: EnvAdapter, plan: Plan) -> tuple[Plan, list[str]]:
     """The plan with the rules' counts applied and steps reordered where that removes a
     problem; returns what the rules still find."""
-    problems, raised = rule_problems(adapter, plan)
-    if raised:
-        log.info("plan_counts_raised", counts=raised)
+    problems, fixed = rule_problems(adapter, plan)
+    if fixed:
+        log.info("plan_counts_fixed", counts=fixed)
     if problems:
         plan, problems = reorder_by_rules(adapter, plan, problems)
     return plan, problems
@@ -329,9 +329,9 @@ def reorder_by_rules(
         return plan, problems
     log.info("plan_reordered", steps=[s.id for s in order])
     reordered = plan.model_copy(update={"sub_actions": order})
-    found, raised = rule_problems(adapter, reordered)
-    if raised:
-        log.info("plan_counts_raised", counts=raised)
+    found, fixed = rule_problems(adapter, reordered)
+    if fixed:
+        log.info("plan_counts_fixed", counts=fixed)
     return reordered, found
 
 
@@ -339,19 +339,19 @@ def rule_problems(adapter: EnvAdapter, plan: Plan) -> tuple[list[str], dict[str,
     """What the env's rules say the plan lacks ([] when the adapter has no such check).
 
     Counts are arithmetic a small model gets wrong: a collecting step that collects fewer
-    than the later steps use gets the check the rules compute, in place (returned as
-    step id -> the new check, in words).
+    than the later steps use, or asks for more than the inventory holds, gets the check the
+    rules compute, in place (returned as step id -> the new check, in words).
     """
     check = getattr(adapter, "plan_problems", None)
     if check is None:
         return [], {}
     problems, counts = check([(s.id, s.predicate) for s in plan.sub_actions])
-    raised: dict[str, str] = {}
+    fixed: dict[str, str] = {}
     for step in plan.sub_actions:
         if step.id in counts:
             step.predicate = counts[step.id]
-            raised[step.id] = step.predicate.describe()
-            # A count raised again replaces the one an earlier check appended.
+            fixed[step.id] = step.predicate.describe()
+            # A count set again replaces the one an earlier check appended.
             stale = re.compile(rf" \(inventory {re.escape(step.predicate.name)} >= \d+\)")
-            step.description = stale.sub("", step.description) + f" ({raised[step.id]})"
-    return list(problems), raised
+            step.description = stale.sub("", step.description) + f" ({fixed[step.id]})"
+    return list(problems), fixed

@@ -66,6 +66,17 @@ def test_rules_find_what_a_plan_lacks() -> None:
     assert "needs table nearby; place it in an earlier step (place_table)" in sword[0]
 
 
+def test_rules_lower_a_count_the_inventory_cannot_hold() -> None:
+    # crafter's inventory holds 9 of anything: a check of 10 wood never holds.
+    nine = Predicate(kind="inventory", name="wood", at_least=9)
+    hundred = [("w", Predicate(kind="inventory", name="wood", at_least=10))]
+    assert plan_problems(hundred) == ([], {"w": nine})
+    # A count raised for what later steps use stops at the cap too.
+    steps = [("w", Predicate(kind="inventory", name="wood", at_least=1))]
+    steps += [(f"t{i}", _achievement("place_table")) for i in range(5)]
+    assert plan_problems(steps)[1] == {"w": nine}
+
+
 def test_planner_revises_a_plan_the_rules_find_lacking(
     scripted: ScriptedChatModel, tmp_path: Path
 ) -> None:
@@ -341,10 +352,22 @@ def test_a_step_named_after_an_achievement_checks_it() -> None:
         ("make_wood_pickaxe", "achievement", "make_stone_pickaxe", "code"),
         ("make_stone_pickaxe", "achievement", "make_stone_pickaxe", "code"),
         ("get_wood", "achievement", "collect_wood", "code"),
+        # A neighbour's item check copied onto an achievement step: the achievement counts.
+        ("eat_cow", "inventory", "sapling", "code"),
+        # The item in the step's own name is a check of its own: kept.
+        ("collect_stone", "inventory", "stone", "code"),
+        ("make_stone_sword", "inventory", "stone_sword", "code"),
     )
     checked = check_plan(Plan.model_validate(json.loads(copied)), load_adapter("crafter"))
-    names = [s.predicate.name for s in checked.sub_actions]
-    assert names == ["make_wood_pickaxe", "make_stone_pickaxe", "collect_wood"]
+    checks = [(s.predicate.kind, s.predicate.name) for s in checked.sub_actions]
+    assert checks == [
+        ("achievement", "make_wood_pickaxe"),
+        ("achievement", "make_stone_pickaxe"),
+        ("achievement", "collect_wood"),
+        ("achievement", "eat_cow"),
+        ("inventory", "stone"),
+        ("inventory", "stone_sword"),
+    ]
 
 
 def test_repeated_achievement_steps_are_dropped(

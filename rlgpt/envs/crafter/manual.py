@@ -106,8 +106,9 @@ def plan_problems(
     nearby from then on. Only collecting, placing and making are checked.
 
     Returns:
-        The problems in words, and for each collecting step that collects too few for
-        what the later steps use, the check it needs (step id -> inventory predicate).
+        The problems in words, and the check each step needs where its count is wrong
+        (step id -> inventory predicate): a collecting step that collects too few for what
+        the later steps use, or a step that asks for more than the inventory can hold.
     """
     data: Mapping[str, Any] = rules if rules is not None else vars(constants)
     source = {item: m for m, info in data["collect"].items() for item in info["receive"]}
@@ -188,7 +189,16 @@ def plan_problems(
                 )
             use(step_id, f"making {name}", info["uses"])
             held[name] = held.get(name, 0) + int(info["gives"])
+
+    def most(item: str) -> int:
+        return int(data["items"].get(item, {}).get("max", 99))
+
     counts: dict[str, Predicate] = {}
+    for step_id, pred in steps:
+        # The game caps every count (9 in crafter): a check above the cap never holds.
+        if pred.kind == "inventory" and pred.at_least > most(pred.name):
+            counts[step_id] = pred.model_copy(update={"at_least": most(pred.name)})
     for (step_id, item), more in short.items():
-        counts[step_id] = Predicate(kind="inventory", name=item, at_least=collected[step_id] + more)
+        need = min(collected[step_id] + more, most(item))
+        counts[step_id] = Predicate(kind="inventory", name=item, at_least=need)
     return problems, counts
