@@ -418,17 +418,27 @@ def check_feedback(
 
 
 def _stopped_short(failed: list[dict[str, Any]], step: SubAction) -> str:
-    """A hint when the action returned False with some but too few of the item its check
-    counts: small models bound their loops by a guess that is often too small."""
+    """A hint when the action ended with too few of the item its check counts: small models
+    bound their loops by a guess that is often too small, or return True on `has`."""
     pred = step.predicate
     if pred.kind != "inventory":
         return ""
-    got = [
-        int(r.get("inventory", {}).get(pred.name, 0))
-        for r in failed
-        if str(r.get("reason", "")).startswith("the action returned False after")
-    ]
-    short = [n for n in got if 0 < n < pred.at_least]
+
+    def held(ended: str) -> list[int]:
+        got = [
+            int(r.get("inventory", {}).get(pred.name, 0))
+            for r in failed
+            if str(r.get("reason", "")).startswith(f"the action returned {ended} after")
+        ]
+        return [n for n in got if n < pred.at_least]
+
+    claimed = held("True")
+    if claimed:
+        return (
+            f"It returned True holding {max(claimed)} {pred.name} of the {pred.at_least} the "
+            f"check needs: return True only once api.count({pred.name!r}) >= {pred.at_least}."
+        )
+    short = [n for n in held("False") if n > 0]
     if not short:
         return ""
     tries = max(20, 5 * pred.at_least)

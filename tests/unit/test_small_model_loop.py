@@ -299,6 +299,27 @@ def test_check_feedback_names_a_loop_that_stopped_short() -> None:
     assert hint not in check_feedback(check, step, skills=["explore", "do"])
 
 
+def test_check_feedback_names_a_claim_of_too_few() -> None:
+    from rlgpt.graph.schemas import SubAction
+    from rlgpt.nodes.coder import check_feedback
+
+    wood = Predicate(kind="inventory", name="wood", at_least=3)
+    step = SubAction(id="collect_wood", description="d", predicate=wood, method="code")
+    claimed = {
+        "seed": 4,
+        "success": False,
+        "reason": "the action returned True after 4 env steps, but the check does not hold",
+        "inventory": {"wood": 1},
+    }
+    check = {"episodes": 1, "successes": 0, "results": [claimed], "errors": []}
+    hint = (
+        "It returned True holding 1 wood of the 3 the check needs: return True only once "
+        "api.count('wood') >= 3."
+    )
+    assert check_feedback(check, step).splitlines()[-1] == hint
+    assert hint not in check_feedback(check, step, skills=["explore", "do"])
+
+
 def test_check_feedback_names_what_the_code_seeks_that_the_manual_does_not() -> None:
     from rlgpt.envs.base import load_adapter
     from rlgpt.graph.schemas import SubAction
