@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from rlgpt.actions.library import SharedLibrary
 from rlgpt.envs.base import Predicate
 from rlgpt.envs.crafter.manual import plan_problems
+from rlgpt.graph.schemas import SubAction
 from tests.fakes import ScriptedChatModel
 from tests.helpers import GOOD_CODE, ONE_PASS, code, plan, run
 
@@ -275,19 +277,21 @@ def test_check_feedback_names_a_give_up_before_acting() -> None:
     ]
 
 
+def _count_check(
+    item: str, at_least: int, reason: str, held: dict[str, int]
+) -> tuple[dict[str, Any], SubAction]:
+    """A step checking `inventory item >= at_least` and one failed check episode."""
+    pred = Predicate(kind="inventory", name=item, at_least=at_least)
+    step = SubAction(id=f"collect_{item}", description="d", predicate=pred, method="code")
+    failed = {"seed": 3, "success": False, "reason": reason, "inventory": held}
+    return {"episodes": 1, "successes": 0, "results": [failed], "errors": []}, step
+
+
 def test_check_feedback_names_a_loop_that_stopped_short() -> None:
-    from rlgpt.graph.schemas import SubAction
     from rlgpt.nodes.coder import check_feedback
 
-    stone = Predicate(kind="inventory", name="stone", at_least=6)
-    step = SubAction(id="stone", description="d", predicate=stone, method="code")
-    failed = {
-        "seed": 3,
-        "success": False,
-        "reason": "the action returned False after 40 env steps",
-        "inventory": {"stone": 5, "wood_pickaxe": 1},
-    }
-    check = {"episodes": 1, "successes": 0, "results": [failed], "errors": []}
+    reason = "the action returned False after 40 env steps"
+    check, step = _count_check("stone", 6, reason, {"stone": 5, "wood_pickaxe": 1})
     hint = (
         "It returned False holding 5 stone of the 6 the check needs: its loop ended too early. "
         "A pass gets at most one stone and may fail, so give it several tries for each one, "
@@ -295,23 +299,16 @@ def test_check_feedback_names_a_loop_that_stopped_short() -> None:
     )
     assert check_feedback(check, step).splitlines()[-1] == hint
     # Not when nothing was collected (another mistake), nor for an env without the skill.
-    assert hint not in check_feedback({**check, "results": [{**failed, "inventory": {}}]}, step)
+    empty = {**check, "results": [{**check["results"][0], "inventory": {}}]}
+    assert hint not in check_feedback(empty, step)
     assert hint not in check_feedback(check, step, skills=["explore", "do"])
 
 
 def test_check_feedback_names_a_claim_of_too_few() -> None:
-    from rlgpt.graph.schemas import SubAction
     from rlgpt.nodes.coder import check_feedback
 
-    wood = Predicate(kind="inventory", name="wood", at_least=3)
-    step = SubAction(id="collect_wood", description="d", predicate=wood, method="code")
-    claimed = {
-        "seed": 4,
-        "success": False,
-        "reason": "the action returned True after 4 env steps, but the check does not hold",
-        "inventory": {"wood": 1},
-    }
-    check = {"episodes": 1, "successes": 0, "results": [claimed], "errors": []}
+    reason = "the action returned True after 4 env steps, but the check does not hold"
+    check, step = _count_check("wood", 3, reason, {"wood": 1})
     hint = (
         "It returned True holding 1 wood of the 3 the check needs: return True only once "
         "api.count('wood') >= 3."
