@@ -352,6 +352,11 @@ def rule_problems(adapter: EnvAdapter, plan: Plan) -> tuple[list[str], dict[str,
             step.predicate = counts[step.id]
             fixed[step.id] = step.predicate.describe()
             # A count set again replaces the one an earlier check appended.
-            stale = re.compile(rf" \(inventory {re.escape(step.predicate.name)} >= \d+\)")
+            item = re.escape(step.predicate.name)
+            stale = re.compile(rf" \(inventory {item} >= \d+\)")
             step.description = stale.sub("", step.description) + f" ({fixed[step.id]})"
+            # The model's own "Collect 1 wood" would contradict the check, and a small coder
+            # follows the words: it returns once it holds one.
+            count = f"{step.predicate.at_least} {step.predicate.name}"
+            step.description = re.sub(rf"\b\d+ {item}\b", count, step.description, count=1)
     return list(problems), fixed

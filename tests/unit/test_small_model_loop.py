@@ -79,6 +79,24 @@ def test_rules_lower_a_count_the_inventory_cannot_hold() -> None:
     assert plan_problems(steps)[1] == {"w": nine}
 
 
+def test_a_set_count_is_written_into_the_steps_words() -> None:
+    from rlgpt.envs.base import load_adapter
+    from rlgpt.graph.schemas import Plan
+    from rlgpt.nodes.planner import rule_problems
+
+    answer = json.loads(
+        plan(
+            ("collect_wood", "inventory", "wood", "code"),
+            ("t", "achievement", "place_table", "code"),
+        )
+    )
+    answer["sub_actions"][0]["description"] = "Collect 1 wood: tree."
+    steps = Plan.model_validate(answer)
+    _, fixed = rule_problems(load_adapter("crafter"), steps)
+    assert fixed == {"collect_wood": "inventory wood >= 2"}
+    assert steps.sub_actions[0].description == "Collect 2 wood: tree. (inventory wood >= 2)"
+
+
 def test_planner_revises_a_plan_the_rules_find_lacking(
     scripted: ScriptedChatModel, tmp_path: Path
 ) -> None:
